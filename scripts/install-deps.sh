@@ -3,7 +3,8 @@
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev
-          libzip-dev libcjson-dev libyaml-dev zlib1g-dev libopenblas-dev)
+          libzip-dev libcjson-dev libyaml-dev zlib1g-dev libopenblas-dev libdnnl-dev
+          libutf8proc-dev libpcre2-dev libpng-dev libjpeg-dev libwebp-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
