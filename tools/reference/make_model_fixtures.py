@@ -235,8 +235,6 @@ def write_variants(pipe, src_dir, dst):
         fail(f"variants: the UNet was not sharded: {names}")
 
 
-ST = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64", torch.int32: "I32"}
-
 
 def tensor_list(pipe, dtypes):
     rows = []
