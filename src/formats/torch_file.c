@@ -291,7 +291,10 @@ static int find_prefix(Loader *l, zip_t *zip, char *prefix, size_t size) {
 static int load_zip(Loader *l) {
     zip_error_t zerr;
     zip_error_init(&zerr);
-    zip_source_t *src = zip_source_buffer_create(l->data, l->size, 0, &zerr);
+    /* Without data in memory the archive is read from the file by name, so big checkpoints
+     * are not mapped as well as copied. */
+    zip_source_t *src = l->data ? zip_source_buffer_create(l->data, l->size, 0, &zerr)
+                                : zip_source_file_create(l->name, 0, -1, &zerr);
     /* Not ZIP_CHECKCONS: torch (miniz) leaves sizes to data descriptors, which libzip
      * reports as inconsistent; every record read is still CRC-checked. */
     zip_t *zip = src ? zip_open_from_source(src, ZIP_RDONLY, &zerr) : NULL;
@@ -448,15 +451,16 @@ static void one_line(Error *err) {
             *p = '?';
 }
 
-int torch_file_load_buffer(const char *name, const void *data, size_t size, TensorSet *tensors,
-                           PickleDoc *doc, Error *err) {
+/* `data` NULL: a zip archive read from the file `name` (of `size` bytes). */
+static int load_any(const char *name, const void *data, size_t size, TensorSet *tensors,
+                    PickleDoc *doc, Error *err) {
     TensorSet local;
     tensor_set_init(&local);
     pickle_doc_init(doc);
     Loader l = {name, data, size, doc, &local, NULL, 0, err};
     const unsigned char *p = data;
     int rc;
-    if (size >= 4 && memcmp(p, "PK\x03\x04", 4) == 0)
+    if (!p || (size >= 4 && memcmp(p, "PK\x03\x04", 4) == 0))
         rc = load_zip(&l);
     else if (size >= 2 && p[0] == 0x80)
         rc = load_legacy(&l);
@@ -487,14 +491,29 @@ int torch_file_load_buffer(const char *name, const void *data, size_t size, Tens
     return rc;
 }
 
+int torch_file_load_buffer(const char *name, const void *data, size_t size, TensorSet *tensors,
+                           PickleDoc *doc, Error *err) {
+    static const unsigned char empty[1] = {0};
+    return load_any(name, data ? data : empty, data ? size : 0, tensors, doc, err);
+}
+
 int torch_file_load(const char *path, TensorSet *tensors, PickleDoc *doc, Error *err) {
     const void *data = NULL;
     size_t size = 0;
     pickle_doc_init(doc);
+    unsigned char head[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
+    long end = fp && fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    if (fp)
+        fclose(fp);
+    if (got == 4 && memcmp(head, "PK\x03\x04", 4) == 0 && end > 0)
+        return load_any(path, NULL, (size_t)end, tensors, doc, err);
     if (file_map(path, &data, &size, err) != 0)
         return -1;
     int rc = torch_file_load_buffer(path, data, size, tensors, doc, err);
-    file_unmap(data, size);
+    if (data)
+        file_unmap(data, size);
     return rc;
 }
 
