@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Writes src/text/text_normalize_tables.c: the Unicode and HTML data the C tokenizer needs to
+give exactly the ids of transformers' slow CLIPTokenizer with ftfy installed.
+
+Every table is read from the pinned reference environment (build/refvenv: Python 3.11's
+unicodedata / str methods, the `regex` module, ftfy 6.3.1), not typed by hand, so the C side
+follows the same Unicode versions as the reference:
+  - the pre-tokenizer's classes as its IGNORECASE pattern sees them: [\\p{L}], [\\p{N}],
+    [^\\s\\p{L}\\p{N}], and whitespace_clean's \\s;
+  - Python's str.isspace (str.strip in whitespace_clean) and str.lower (simple mappings; the one
+    multi-character mapping, U+0130, and the final-sigma rule are handled in code);
+  - the two properties Python's final-sigma rule reads (case-ignorable, cased);
+  - ftfy's data: HTML entity names (html5 + ftfy's upper-case forms), html.unescape's numeric
+    rules, the width map, the Latin ligatures, the sloppy-windows-1252 C1 table.
+
+Run: build/refvenv/bin/python tools/reference/make_text_tables.py
+"""
+import html
+import html.entities
+import os
+import sys
+import unicodedata
+
+import regex
+import ftfy
+import ftfy.bad_codecs  # noqa: F401  (registers sloppy-windows-1252)
+from ftfy import chardata
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "src", "text", "text_normalize_tables.c")
+ALL = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+
+
+def ranges(pred):
+    out, start, prev = [], None, None
+    for c in ALL:
+        if pred(c):
+            if start is not None and c == prev + 1:
+                prev = c
+                continue
+            if start is not None:
+                out.append((start, prev))
+            start = prev = c
+    if start is not None:
+        out.append((start, prev))
+    return out
+
+
+def c_string(s):
+    b = s.encode("utf-8")
+    return '"' + "".join(chr(x) if 0x20 <= x < 0x7F and chr(x) not in '"\\?' else f"\\{x:03o}"
+                         for x in b) + '"'
+
+
+def emit_ranges(f, name, rs):
+    f.write(f"const TextRange {name}[] = {{\n")
+    for i in range(0, len(rs), 6):
+        f.write("    " + " ".join(f"{{0x{a:X}, 0x{b:X}}}," for a, b in rs[i:i + 6]) + "\n")
+    f.write(f"}};\nconst size_t {name}_count = {len(rs)};\n\n")
+
+
+def emit_strmap(f, name, pairs):
+    """pairs: (code point, replacement string), sorted by code point."""
+    f.write(f"const TextCharMap {name}[] = {{\n")
+    for cp, s in pairs:
+        f.write(f"    {{0x{cp:X}, {c_string(s)}}},\n")
+    f.write(f"}};\nconst size_t {name}_count = {len(pairs)};\n\n")
+
+
+def main():
+    # The classes exactly as CLIPTokenizer's pattern uses them (IGNORECASE changes the negated
+    # class: U+0345 is in none of the three and is skipped by findall).
+    letter = regex.compile(r"[\p{L}]", regex.IGNORECASE)
+    number = regex.compile(r"[\p{N}]", regex.IGNORECASE)
+    other = regex.compile(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)
+    space = regex.compile(r"\s")  # whitespace_clean's re.sub(r"\s+", " ", text)
+
+    # Python's str.lower: single code point results except U+0130 (handled in code).
+    lower = []
+    for c in ALL:
+        lo = chr(c).lower()
+        if lo != chr(c):
+            if len(lo) != 1:
+                if c != 0x130:
+                    sys.exit(f"unexpected multi-character lower case for U+{c:04X}")
+                continue
+            lower.append((c, ord(lo)))
+
+    # The final-sigma rule (CPython handle_capital_sigma) reads only is-case-ignorable and,
+    # for non-ignorable characters, is-cased. Both are recovered from str.lower itself:
+    # (c + SIGMA) is final iff c is cased and not ignorable; ("A" + SIGMA + c + "A") is
+    # final iff c is neither ignorable nor cased.
+    sigma = "\u03a3"
+    cased_not_ign = lambda c: (chr(c) + sigma).lower()[-1] == "\u03c2"
+    neither = lambda c: ("A" + sigma + chr(c) + "A").lower()[1] == "\u03c2"
+    ignorable = lambda c: not cased_not_ign(c) and not neither(c)
+
+    # regex's IGNORECASE only widens the ASCII letters of the pattern by these.
+    for ch in "startofexndlvm'|<>":
+        p = regex.compile(regex.escape(ch), regex.IGNORECASE)
+        extra = [c for c in ALL if c >= 0x80 and p.fullmatch(chr(c))]
+        if extra not in ([], [0x17F]) or (extra and ch != "s"):
+            sys.exit(f"IGNORECASE widens {ch!r} by {extra}: update tokenizer_pretokenize")
+
+    entities = {}
+    for name, value in chardata.HTML_ENTITIES.items():
+        entities[name[1:-1]] = value  # "&amp;" -> "amp"
+    import html as _h
+    invalid_charrefs = sorted(_h._invalid_charrefs.items())
+    invalid_codepoints = sorted(_h._invalid_codepoints)
+
+    width = sorted(chardata.WIDTH_MAP.items())
+    ligatures = sorted(chardata.LIGATURES.items())
+    c1 = [(b, bytes([b]).decode("sloppy-windows-1252")) for b in range(0x80, 0xA0)]
+
+    with open(OUT, "w", encoding="utf-8") as f:
+        f.write("/* GENERATED by tools/reference/make_text_tables.py from Python "
+                f"{sys.version.split()[0]} (unicodedata {unicodedata.unidata_version}), regex "
+                f"{regex.__version__}, ftfy {ftfy.__version__}. Do not edit. */\n")
+        f.write("// clang-format off\n#include \"text/text_normalize_tables.h\"\n\n")
+        emit_ranges(f, "text_regex_letter", ranges(lambda c: letter.match(chr(c))))
+        emit_ranges(f, "text_regex_number", ranges(lambda c: number.match(chr(c))))
+        emit_ranges(f, "text_regex_other", ranges(lambda c: other.match(chr(c))))
+        emit_ranges(f, "text_regex_space", ranges(lambda c: space.match(chr(c))))
+        emit_ranges(f, "text_python_space", ranges(lambda c: chr(c).isspace()))
+        emit_ranges(f, "text_case_ignorable", ranges(ignorable))
+        emit_ranges(f, "text_cased", ranges(cased_not_ign))
+        f.write("const TextCaseMap text_lower_map[] = {\n")
+        for i in range(0, len(lower), 6):
+            f.write("    " + " ".join(f"{{0x{a:X}, 0x{b:X}}}," for a, b in lower[i:i + 6]) + "\n")
+        f.write(f"}};\nconst size_t text_lower_map_count = {len(lower)};\n\n")
+        f.write("const TextEntity text_html_entities[] = {\n")
+        names = sorted(entities, key=lambda s: s.encode())
+        for i in range(0, len(names), 4):
+            f.write("    " + " ".join(f"{{{c_string(n)}, {c_string(entities[n])}}},"
+                                      for n in names[i:i + 4]) + "\n")
+        f.write(f"}};\nconst size_t text_html_entities_count = {len(entities)};\n\n")
+        emit_strmap(f, "text_html_invalid_charrefs", invalid_charrefs)
+        f.write("const uint32_t text_html_invalid_codepoints[] = {\n")
+        for i in range(0, len(invalid_codepoints), 8):
+            f.write("    " + " ".join(f"0x{c:X}," for c in invalid_codepoints[i:i + 8]) + "\n")
+        f.write(f"}};\nconst size_t text_html_invalid_codepoints_count = {len(invalid_codepoints)};\n\n")
+        emit_strmap(f, "text_width_map", width)
+        emit_strmap(f, "text_ligatures", ligatures)
+        emit_strmap(f, "text_c1_windows1252", c1)
+    print(f"wrote {OUT}: {len(lower)} lower-case pairs, {len(entities)} entities")
+
+
+if __name__ == "__main__":
+    main()
