@@ -49,8 +49,7 @@ static void compare_components(const ModelFiles *ref, const ModelFiles *got, con
             }
         }
         CHECKF(mismatched == 0, "%s %s: %zu tensors differ from the reference (first: %s)", label,
-               model_component_name((ModelComponent)c), mismatched,
-               first_bad ? first_bad : "-");
+               model_component_name((ModelComponent)c), mismatched, first_bad ? first_bad : "-");
     }
 }
 
@@ -58,7 +57,18 @@ static void compare_config(const ModelConfig *a, const ModelConfig *b, const cha
     CHECKF(a->version == b->version, "%s: version", label);
     CHECKF(memcmp(&a->clip, &b->clip, sizeof a->clip) == 0, "%s: text encoder config differs",
            label);
-    CHECKF(memcmp(&a->unet, &b->unet, sizeof a->unet) == 0, "%s: UNet config differs", label);
+    const UnetConfig *ua = &a->unet, *ub = &b->unet;
+    CHECKF(ua->num_levels == ub->num_levels &&
+               memcmp(ua->block_out_channels, ub->block_out_channels,
+                      sizeof ua->block_out_channels) == 0 &&
+               ua->layers_per_block == ub->layers_per_block,
+           "%s: UNet channels or levels differ", label);
+    CHECKF(memcmp(ua->heads, ub->heads, sizeof ua->heads) == 0, "%s: UNet heads differ", label);
+    CHECKF(ua->upcast_attention == ub->upcast_attention,
+           "%s: UNet upcast_attention differs (%d vs %d)", label, ua->upcast_attention,
+           ub->upcast_attention);
+    CHECKF(ua->norm_num_groups == ub->norm_num_groups, "%s: UNet norm_num_groups differs", label);
+    CHECKF(memcmp(ua, ub, sizeof *ua) == 0, "%s: UNet config differs", label);
     CHECKF(memcmp(&a->vae, &b->vae, sizeof a->vae) == 0, "%s: VAE config differs", label);
     CHECKF(a->prediction == b->prediction, "%s: prediction type differs", label);
 }
@@ -98,8 +108,7 @@ static void check_model(const char *name, SdVersion version) {
 static void check_variants(void) {
     char ref_path[600], var_path[600];
     snprintf(ref_path, sizeof ref_path, "%s", test_fixture("models/sd1-tiny/diffusers"));
-    snprintf(var_path, sizeof var_path, "%s",
-             test_fixture("models/sd1-tiny/diffusers-variants"));
+    snprintf(var_path, sizeof var_path, "%s", test_fixture("models/sd1-tiny/diffusers-variants"));
     Error err = {{0}};
     ModelFiles ref, var, half;
     if (model_files_open(ref_path, NULL, &ref, &err) != 0) {
@@ -119,9 +128,8 @@ static void check_variants(void) {
             const NamedTensor *tb = tensor_set_find(b, a->items[i].name);
             if (!tb)
                 bad++;
-            else if (c != COMPONENT_VAE &&
-                     (tb->nbytes != a->items[i].nbytes ||
-                      memcmp(tb->data, a->items[i].data, tb->nbytes) != 0))
+            else if (c != COMPONENT_VAE && (tb->nbytes != a->items[i].nbytes ||
+                                            memcmp(tb->data, a->items[i].data, tb->nbytes) != 0))
                 bad++;
             else if (c == COMPONENT_VAE && tb->dtype != DTYPE_F16)
                 bad++;
@@ -175,7 +183,8 @@ static void check_errors(void) {
     CHECK_FAILS_WITH(model_files_open("nobody/no-such-model", NULL, &mf, &err), &err,
                      "models--nobody--no-such-model");
     snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s/hub/models--test--sd1-tiny/refs' '%s/hub/models--test--sd1-tiny/snapshots' && "
+             "mkdir -p '%s/hub/models--test--sd1-tiny/refs' "
+             "'%s/hub/models--test--sd1-tiny/snapshots' && "
              "printf 'abc123\\n' > '%s/hub/models--test--sd1-tiny/refs/main' && "
              "ln -sfn '%s' '%s/hub/models--test--sd1-tiny/snapshots/abc123'",
              tmp, tmp, tmp, test_fixture("models/sd1-tiny/diffusers"), tmp);
@@ -190,9 +199,9 @@ static void check_errors(void) {
 
     /* --v2 on an SD1 model names both. */
     ModelOpenOptions v2 = {.v2 = true};
-    CHECK_FAILS_WITH(model_files_open(test_fixture("models/sd1-tiny/ldm.safetensors"), &v2, &mf,
-                                      &err),
-                     &err, "--v2 says SD2.x, but the weights are SD1.x");
+    CHECK_FAILS_WITH(
+        model_files_open(test_fixture("models/sd1-tiny/ldm.safetensors"), &v2, &mf, &err), &err,
+        "--v2 says SD2.x, but the weights are SD1.x");
 }
 
 int main(void) {

@@ -53,7 +53,7 @@ const char *test_tmp_dir(const char *test_name) {
     static char path[4096];
     const char *base = getenv("SDTI_TMP");
     snprintf(path, sizeof path, "%s/%s", base ? base : "/tmp", test_name);
-    char cmd[4200];
+    char cmd[2 * sizeof path + 64];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot create %s\n", path);

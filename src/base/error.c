@@ -22,9 +22,19 @@ int error_prefix(Error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char old[sizeof err->message];
-    memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s%s", prefix, old);
+    /* Shift the old message right and put the prefix in front; whatever does not fit in
+     * the fixed buffer is cut from the end, which keeps the outermost context. */
+    size_t cap = sizeof err->message;
+    size_t plen = strlen(prefix);
+    err->message[cap - 1] = '\0';
+    size_t olen = strlen(err->message);
+    if (plen > cap - 1)
+        plen = cap - 1;
+    if (plen + olen > cap - 1)
+        olen = cap - 1 - plen;
+    memmove(err->message + plen, err->message, olen);
+    memcpy(err->message, prefix, plen);
+    err->message[plen + olen] = '\0';
     return -1;
 }
 

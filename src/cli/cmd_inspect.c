@@ -9,7 +9,23 @@
 typedef struct InspectArgs {
     bool v2;
     bool keys;
+    bool checksum;
 } InspectArgs;
+
+/* FNV-1a over every tensor's bytes in set order: reads the whole model (load benchmarks) and
+ * gives a fingerprint that is the same for every layout of the same weights. */
+static void print_checksums(const ModelFiles *mf) {
+    for (int c = 0; c < COMPONENT_COUNT; c++) {
+        const TensorSet *s = &mf->components[c];
+        unsigned long long h = 1469598103934665603ull;
+        for (size_t i = 0; i < s->count; i++) {
+            const unsigned char *p = s->items[i].data;
+            for (size_t k = 0; k < s->items[i].nbytes; k++)
+                h = (h ^ p[k]) * 1099511628211ull;
+        }
+        printf("checksum %-12s %016llx\n", model_component_name((ModelComponent)c), h);
+    }
+}
 
 static void print_dtypes_and_params(const TensorSet *set) {
     long long per_dtype[DTYPE_COUNT] = {0};
@@ -69,9 +85,8 @@ static void print_model(const ModelFiles *mf, bool list_keys) {
             printf("%s%d", first ? "" : ", ", i);
             first = 0;
         }
-    printf("], cross-attention width %d, %s projection, in_channels %d\n",
-           u->cross_attention_dim, u->use_linear_projection ? "linear" : "1x1 conv",
-           u->in_channels);
+    printf("], cross-attention width %d, %s projection, in_channels %d\n", u->cross_attention_dim,
+           u->use_linear_projection ? "linear" : "1x1 conv", u->in_channels);
 
     const VaeConfig *v = &c->vae;
     printf("vae:           ");
@@ -94,7 +109,8 @@ static void print_model(const ModelFiles *mf, bool list_keys) {
                                           : "SD1: pads with <|endoftext|> (id 49407)");
     if (mf->layout != LAYOUT_DIFFUSERS) {
         printf("keys:          %zu ignored (EMA copies, DDPM buffers, unused text layers), %zu "
-               "unexpected\n", mf->report.ignored_count, mf->report.unexpected_count);
+               "unexpected\n",
+               mf->report.ignored_count, mf->report.unexpected_count);
         for (size_t i = 0; i < mf->report.unexpected_count && i < 20; i++)
             printf("  unexpected:  %s\n", mf->report.unexpected[i]);
         if (mf->yaml_path)
@@ -121,15 +137,22 @@ static void print_model(const ModelFiles *mf, bool list_keys) {
 int cmd_inspect(int argc, char **argv) {
     InspectArgs args = {0};
     OptionSpec options[] = {
-        {"v2", OPT_FLAG, &args.v2, "the model is SD 2.x (checked against the weights)", NULL, false},
+        {"v2", OPT_FLAG, &args.v2, "the model is SD 2.x (checked against the weights)", NULL,
+         false},
         {"keys", OPT_FLAG, &args.keys, "also list every tensor: component, name, dtype, shape",
          NULL, false},
+        {"checksum", OPT_FLAG, &args.checksum,
+         "read every weight and print a checksum per component (order-dependent)", NULL, false},
     };
-    CommandSpec cmd = {"inspect", "sdti inspect [options] PATH",
+    CommandSpec cmd = {"inspect",
+                       "sdti inspect [options] PATH",
                        "Shows what a model is as sdti loads it: a single-file LDM checkpoint "
                        "(.safetensors/.ckpt), a diffusers folder, or a Hugging Face model id "
                        "from the local cache.",
-                       options, (int)(sizeof options / sizeof options[0]), 1, 1};
+                       options,
+                       (int)(sizeof options / sizeof options[0]),
+                       1,
+                       1};
     const char *positional[1];
     int npos;
     bool help;
@@ -149,6 +172,8 @@ int cmd_inspect(int argc, char **argv) {
         return 1;
     }
     print_model(&mf, args.keys);
+    if (args.checksum)
+        print_checksums(&mf);
     model_files_close(&mf);
     return 0;
 }

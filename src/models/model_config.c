@@ -90,13 +90,14 @@ static int infer_unet(const TensorSet *set, UnetConfig *u, Error *err) {
     for (int i = 0; i < u->num_levels; i++) {
         if (!u->level_has_attention[i])
             continue;
-        u->transformer_depth =
-            count_indexed(set, "down_blocks.%d.attentions.0.transformer_blocks.%d.attn1.to_q.weight", i);
-        const NamedTensor *k =
-            find_fmt(set, "down_blocks.%d.attentions.0.transformer_blocks.0.attn2.to_k.weight", i, 0);
+        u->transformer_depth = count_indexed(
+            set, "down_blocks.%d.attentions.0.transformer_blocks.%d.attn1.to_q.weight", i);
+        const NamedTensor *k = find_fmt(
+            set, "down_blocks.%d.attentions.0.transformer_blocks.0.attn2.to_k.weight", i, 0);
         const NamedTensor *proj = find_fmt(set, "down_blocks.%d.attentions.0.proj_in.weight", i, 0);
         if (!k || k->ndim != 2)
-            return error_set(err, "UNet weights: level %d has attention but no attn2.to_k weight", i);
+            return error_set(err, "UNet weights: level %d has attention but no attn2.to_k weight",
+                             i);
         u->cross_attention_dim = (int)k->shape[1];
         u->use_linear_projection = proj->ndim == 2;
         break;
@@ -133,6 +134,9 @@ int model_config_infer_from_weights(const TensorSet components[COMPONENT_COUNT],
     cfg->unet.transformer_norm_eps = 1e-6f;
     cfg->unet.layer_norm_eps = 1e-5f;
     cfg->unet.flip_sin_to_cos = true;
+    /* What diffusers' single-file loader gives SD2 checkpoints (a diffusers folder's config.json
+     * overrides it). Only matters for half-precision compute: sdti computes in fp32. */
+    cfg->unet.upcast_attention = version == SD_VERSION_2;
     cfg->vae.norm_eps = 1e-6f;
     cfg->clip.activation = version == SD_VERSION_2 ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
     if (infer_clip(&components[COMPONENT_TEXT_ENCODER], &cfg->clip, err) ||
@@ -235,13 +239,14 @@ static int check_channels(const cJSON *obj, const char *file, const int *channel
     if (!item)
         return 0;
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != levels)
-        return error_set(err, "%s: block_out_channels has %d entries but the weights have %d levels",
+        return error_set(err,
+                         "%s: block_out_channels has %d entries but the weights have %d levels",
                          file, cJSON_GetArraySize(item), levels);
     for (int i = 0; i < levels; i++) {
         const cJSON *e = cJSON_GetArrayItem(item, i);
         if (!cJSON_IsNumber(e) || e->valueint != channels[i])
-            return error_set(err, "%s: block_out_channels[%d] disagrees with the weights (%d)", file,
-                             i, channels[i]);
+            return error_set(err, "%s: block_out_channels[%d] disagrees with the weights (%d)",
+                             file, i, channels[i]);
     }
     return 0;
 }
@@ -254,7 +259,9 @@ static int read_unet_json(const char *dir, ModelConfig *cfg, Error *err) {
     UnetConfig *u = &cfg->unet;
     bool found = false, found_heads = false;
     int rc = check_channels(j, f, u->block_out_channels, u->num_levels, err);
-    rc = rc ? rc : json_per_level(j, f, "num_attention_heads", u->num_levels, u->heads, &found_heads, err);
+    rc = rc ? rc
+            : json_per_level(j, f, "num_attention_heads", u->num_levels, u->heads, &found_heads,
+                             err);
     /* diffusers' SD configs put the head COUNT in attention_head_dim (a naming slip it keeps for
      * compatibility), used when num_attention_heads is null. */
     if (!rc && !found_heads)
@@ -320,8 +327,10 @@ static int read_scheduler_json(const char *dir, ModelConfig *cfg, Error *err) {
         else if (strcmp(p->valuestring, "epsilon") == 0)
             cfg->prediction = PREDICTION_EPSILON;
         else
-            rc = error_set(err, "scheduler/scheduler_config.json: prediction_type '%s' is not "
-                                "supported (epsilon or v_prediction)", p->valuestring);
+            rc = error_set(err,
+                           "scheduler/scheduler_config.json: prediction_type '%s' is not "
+                           "supported (epsilon or v_prediction)",
+                           p->valuestring);
         cfg->prediction_known = rc == 0;
     }
     cJSON_Delete(j);
@@ -361,8 +370,23 @@ int model_config_read_ldm_yaml(const char *path, ModelConfig *cfg, Error *err) {
     rc = rc ? rc
             : yaml_doc_int(doc, "model.params.cond_stage_config.params.heads", &heads,
                            &has_text_heads, err);
+    /* Not in Stability's yaml files (whose models all use 32 groups), but honoured when present
+     * so that small test models with fewer channels can be described. */
+    long unet_groups = 0, vae_groups = 0;
+    bool has_unet_groups = false, has_vae_groups = false;
+    snprintf(k1, sizeof k1, "%snorm_num_groups", p);
+    rc = rc ? rc : yaml_doc_int(doc, k1, &unet_groups, &has_unet_groups, err);
+    rc = rc ? rc
+            : yaml_doc_int(doc, "model.params.first_stage_config.params.ddconfig.norm_num_groups",
+                           &vae_groups, &has_vae_groups, err);
+    if (rc == 0 && ((has_unet_groups && unet_groups <= 0) || (has_vae_groups && vae_groups <= 0)))
+        rc = error_set(err, "%s: norm_num_groups must be a positive integer", path);
     if (rc == 0) {
         UnetConfig *u = &cfg->unet;
+        if (has_unet_groups)
+            u->norm_num_groups = (int)unet_groups;
+        if (has_vae_groups)
+            cfg->vae.norm_num_groups = (int)vae_groups;
         if (has_channels && head_channels > 0) {
             for (int i = 0; i < u->num_levels; i++)
                 u->heads[i] = u->block_out_channels[i] / (int)head_channels;
@@ -371,11 +395,13 @@ int model_config_read_ldm_yaml(const char *path, ModelConfig *cfg, Error *err) {
                 u->heads[i] = (int)num_heads;
         }
         if (has_context && context != u->cross_attention_dim)
-            rc = error_set(err, "%s: context_dim %ld disagrees with the weights' cross-attention "
-                                "width %d", path, context, u->cross_attention_dim);
+            rc = error_set(err,
+                           "%s: context_dim %ld disagrees with the weights' cross-attention "
+                           "width %d",
+                           path, context, u->cross_attention_dim);
         if (!rc && has_linear && linear != u->use_linear_projection)
-            rc = error_set(err, "%s: use_linear_in_transformer: %s disagrees with the weights", path,
-                           linear ? "true" : "false");
+            rc = error_set(err, "%s: use_linear_in_transformer: %s disagrees with the weights",
+                           path, linear ? "true" : "false");
         if (!rc && has_depth && depth != u->transformer_depth && u->transformer_depth > 0)
             rc = error_set(err, "%s: transformer_depth %ld disagrees with the weights (%d)", path,
                            depth, u->transformer_depth);
@@ -401,19 +427,24 @@ int model_config_apply_defaults(ModelConfig *cfg, const char *source, Error *err
         /* SD1 uses 8 heads at every level; SD2 uses heads of 64 channels. */
         for (int i = 0; i < u->num_levels; i++) {
             if (v2 && u->block_out_channels[i] % 64 != 0)
-                return error_set(err, "%s: cannot tell the UNet's attention heads (channels %d are "
-                                      "not SD2's 64 per head): put the model's .yaml beside it or "
-                                      "use a diffusers folder", source, u->block_out_channels[i]);
+                return error_set(err,
+                                 "%s: cannot tell the UNet's attention heads (channels %d are "
+                                 "not SD2's 64 per head): put the model's .yaml beside it or "
+                                 "use a diffusers folder",
+                                 source, u->block_out_channels[i]);
             u->heads[i] = v2 ? u->block_out_channels[i] / 64 : 8;
         }
-        add_note(cfg, v2 ? "UNet heads: SD2 default (64 channels per head)" : "UNet heads: SD1 default (8)");
+        add_note(cfg, v2 ? "UNet heads: SD2 default (64 channels per head)"
+                         : "UNet heads: SD1 default (8)");
     }
     if (cfg->clip.num_heads == 0) {
         if (cfg->clip.hidden_size % 64 != 0)
-            return error_set(err, "%s: cannot tell the text encoder's attention heads (width %d is "
-                                  "not a multiple of 64): put the model's .yaml (with "
-                                  "cond_stage_config.params.heads) beside it or use a diffusers "
-                                  "folder", source, cfg->clip.hidden_size);
+            return error_set(err,
+                             "%s: cannot tell the text encoder's attention heads (width %d is "
+                             "not a multiple of 64): put the model's .yaml (with "
+                             "cond_stage_config.params.heads) beside it or use a diffusers "
+                             "folder",
+                             source, cfg->clip.hidden_size);
         cfg->clip.num_heads = cfg->clip.hidden_size / 64;
         add_note(cfg, "text heads: width / 64");
     }
@@ -425,8 +456,8 @@ int model_config_apply_defaults(ModelConfig *cfg, const char *source, Error *err
         cfg->vae.scaling_factor = 0.18215f;
     for (int i = 0; i < u->num_levels; i++) {
         if (u->heads[i] <= 0 || u->block_out_channels[i] % u->heads[i] != 0)
-            return error_set(err, "%s: UNet level %d: %d heads do not divide %d channels", source, i,
-                             u->heads[i], u->block_out_channels[i]);
+            return error_set(err, "%s: UNet level %d: %d heads do not divide %d channels", source,
+                             i, u->heads[i], u->block_out_channels[i]);
         if (u->block_out_channels[i] % u->norm_num_groups != 0)
             return error_set(err, "%s: UNet level %d: %d channels are not divisible into %d groups",
                              source, i, u->block_out_channels[i], u->norm_num_groups);

@@ -128,7 +128,8 @@ int hf_cache_resolve(const char *model_id, char **out_dir, Error *err) {
                      "downloaded snapshot of it (looked in: %s). sdti works offline: download "
                      "the model elsewhere, or give the path of a .safetensors/.ckpt file or a "
                      "diffusers folder",
-                     model_id, n ? looked : "no cache folder: HOME, HF_HOME and HF_HUB_CACHE unset");
+                     model_id,
+                     n ? looked : "no cache folder: HOME, HF_HOME and HF_HUB_CACHE unset");
 }
 
 /* ---- diffusers folders ---- */
@@ -184,8 +185,8 @@ static int load_sharded(const char *dir, const char *index_path, TensorSet *set,
         if (rc != 0)
             break;
         if (!tensor_set_find(set, entry->string)) {
-            rc = error_set(err, "%s: tensor '%s' is not in its shard %s", index_path,
-                           entry->string, entry->valuestring);
+            rc = error_set(err, "%s: tensor '%s' is not in its shard %s", index_path, entry->string,
+                           entry->valuestring);
             break;
         }
     }
@@ -230,9 +231,10 @@ static int load_component_dir(const char *root, ModelComponent c, ModelFiles *mf
         free(path);
     }
     if (rc == 1)
-        rc = error_set(err, "%s: no weights found (looked for %s, %s, %s, %s and their .fp16 "
-                            "variants)", dir, candidates[0], candidates[1], candidates[4],
-                       candidates[5]);
+        rc = error_set(err,
+                       "%s: no weights found (looked for %s, %s, %s, %s and their .fp16 "
+                       "variants)",
+                       dir, candidates[0], candidates[1], candidates[4], candidates[5]);
     free(dir);
     return rc;
 }
@@ -243,9 +245,11 @@ static int open_diffusers(const char *dir, ModelFiles *mf, Error *err) {
     bool has_index = index && file_exists(index);
     free(index);
     if (!has_index)
-        return error_set(err, "%s: not a diffusers model folder (no model_index.json). Give a "
-                              "folder written by diffusers' save_pretrained, or a single "
-                              ".safetensors/.ckpt checkpoint file", dir);
+        return error_set(err,
+                         "%s: not a diffusers model folder (no model_index.json). Give a "
+                         "folder written by diffusers' save_pretrained, or a single "
+                         ".safetensors/.ckpt checkpoint file",
+                         dir);
     for (int c = 0; c < COMPONENT_COUNT; c++)
         if (load_component_dir(dir, (ModelComponent)c, mf, err) != 0)
             return -1;
@@ -279,12 +283,13 @@ static FileKind sniff(const char *path) {
     size_t n = fp ? fread(head, 1, sizeof head, fp) : 0;
     if (fp)
         fclose(fp);
+    /* safetensors first: its 8-byte header length can start with 0x80, a pickle's PROTO. */
+    if (n == 9 && head[8] == '{')
+        return FILE_SAFETENSORS;
     if (n >= 2 && head[0] == 'P' && head[1] == 'K')
         return FILE_TORCH;
     if (n >= 1 && head[0] == 0x80)
         return FILE_TORCH;
-    if (n == 9 && head[8] == '{')
-        return FILE_SAFETENSORS;
     return FILE_UNKNOWN;
 }
 
@@ -307,8 +312,10 @@ static char *sidecar_yaml(const char *path) {
 static int open_single_file(const char *path, ModelFiles *mf, Error *err) {
     FileKind kind = sniff(path);
     if (kind == FILE_UNKNOWN)
-        return error_set(err, "%s: not a safetensors file nor a torch checkpoint (unrecognised "
-                              "first bytes)", path);
+        return error_set(err,
+                         "%s: not a safetensors file nor a torch checkpoint (unrecognised "
+                         "first bytes)",
+                         path);
     mf->layout = kind == FILE_SAFETENSORS ? LAYOUT_LDM_SAFETENSORS : LAYOUT_LDM_CKPT;
     int rc = kind == FILE_SAFETENSORS ? safetensors_open(path, &mf->raw, err)
                                       : torch_file_load_state_dict(path, &mf->raw, err);
@@ -350,12 +357,15 @@ int model_files_open(const char *path_or_id, const ModelOpenOptions *opts, Model
     if (rc == 0 && model_config_apply_defaults(&mf->config, mf->path, err) != 0)
         rc = -1;
     if (rc == 0 && mf->config.inpainting)
-        rc = error_set(err, "%s: an inpainting model (UNet in_channels 9) is not supported; use "
-                            "the base model for textual inversion", mf->path);
+        rc = error_set(err,
+                       "%s: an inpainting model (UNet in_channels 9) is not supported; use "
+                       "the base model for textual inversion",
+                       mf->path);
     /* Without --v2 the version is detected; with it, weights of SD1 are a contradiction. */
     if (rc == 0 && opts && opts->v2 && mf->config.version != SD_VERSION_2)
-        rc = error_set(err, "%s: --v2 says SD2.x, but the weights are %s (CLIP ViT-L text encoder, "
-                            "cross-attention width %d): remove --v2",
+        rc = error_set(err,
+                       "%s: --v2 says SD2.x, but the weights are %s (CLIP ViT-L text encoder, "
+                       "cross-attention width %d): remove --v2",
                        mf->path, sd_version_name(mf->config.version),
                        mf->config.unet.cross_attention_dim);
     if (rc != 0)
