@@ -21,8 +21,7 @@ int cmd_train(int argc, char **argv) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    return not_yet("generate", "txt2img with TI embeddings, gen_img_diffusers options", argc,
-                   argv);
+    return not_yet("generate", "txt2img with TI embeddings, gen_img_diffusers options", argc, argv);
 }
 
 int cmd_tokenize(int argc, char **argv) {
@@ -31,8 +30,4 @@ int cmd_tokenize(int argc, char **argv) {
 
 int cmd_convert(int argc, char **argv) {
     return not_yet("convert", "embedding format conversion", argc, argv);
-}
-
-int cmd_forward(int argc, char **argv) {
-    return not_yet("forward", "run one model component on tensors from a file", argc, argv);
 }

@@ -23,16 +23,16 @@ static int parse_value(CommandSpec *cmd, OptionSpec *o, const char *value, Error
     case OPT_INT: {
         long v = strtol(value, &end, 10);
         if (errno || end == value || *end)
-            return error_set(err, "sdti %s: --%s expects an integer, got '%s'", cmd->name,
-                             o->name, value);
+            return error_set(err, "sdti %s: --%s expects an integer, got '%s'", cmd->name, o->name,
+                             value);
         *(long *)o->target = v;
         return 0;
     }
     case OPT_FLOAT: {
         double v = strtod(value, &end);
         if (errno || end == value || *end || !isfinite(v))
-            return error_set(err, "sdti %s: --%s expects a number, got '%s'", cmd->name,
-                             o->name, value);
+            return error_set(err, "sdti %s: --%s expects a number, got '%s'", cmd->name, o->name,
+                             value);
         *(double *)o->target = v;
         return 0;
     }
@@ -48,8 +48,8 @@ static int parse_value(CommandSpec *cmd, OptionSpec *o, const char *value, Error
                     if (c[1])
                         strncat(list, ", ", sizeof list - strlen(list) - 1);
                 }
-                return error_set(err, "sdti %s: --%s: '%s' is not one of: %s", cmd->name,
-                                 o->name, value, list);
+                return error_set(err, "sdti %s: --%s: '%s' is not one of: %s", cmd->name, o->name,
+                                 value, list);
             }
         }
         *(const char **)o->target = value;
