@@ -1,8 +1,394 @@
-/* Placeholder until the convolution lands: see conv2d.h. */
+/* 2-D convolution forward and backward-data on oneDNN (see conv2d.h).
+ *
+ * The caller's tensors are NCHW / OIHW. oneDNN's fast AVX-512 kernels want blocked layouts
+ * (nChw16c activations, OIhw16i16o-style weights), so by default each call reorders x (or dy)
+ * and w into the primitive's layout, runs the convolution and reorders y (or dx) back;
+ * docs/kernels.md has the measurements that chose this over plain-NCHW primitives and
+ * im2col + sgemm. The reordered copies live in scratch buffers shared by every cached
+ * primitive, so memory grows with the largest layer, not with the number of shapes.
+ *
+ * Primitives are created once per (direction, shape, algorithm) and kept in the context's
+ * ConvPrimitiveCache: creating one costs milliseconds, running a small one less. */
 #include "nn/conv2d.h"
 
+#include "nn/conv2d_internal.h"
 #include "nn/nn_context_internal.h"
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { CONV_FORWARD = 0, CONV_BACKWARD_DATA = 1 };
+enum { SCRATCH_IN, SCRATCH_W, SCRATCH_OUT, SCRATCH_COUNT };
+
+typedef struct ConvKey {
+    Conv2dShape shape;
+    int direction;
+    int has_bias;
+    int algorithm;
+} ConvKey;
+
+/* One primitive with its reorders. "in" is x (forward) or dy (backward-data); "out" is y or
+ * dx. int_* are the primitive's own memories; they alias user_* when the layouts agree (then
+ * the reorder is NULL). */
+typedef struct ConvEntry {
+    ConvKey key;
+    dnnl_primitive_t conv;
+    dnnl_primitive_t reorder_in, reorder_w, reorder_out;
+    dnnl_memory_t user_in, user_w, user_out, user_bias;
+    dnnl_memory_t int_in, int_w, int_out;
+    size_t scratch_bytes[SCRATCH_COUNT];
+} ConvEntry;
+
+struct ConvPrimitiveCache {
+    ConvEntry *entries;
+    size_t count, capacity;
+    void *scratch[SCRATCH_COUNT];
+    size_t scratch_capacity[SCRATCH_COUNT];
+    Conv2dAlgorithm algorithm;
+};
+
+int conv2d_out_h(const Conv2dShape *s) {
+    return (s->in_h + s->pad_top + s->pad_bottom - s->kernel_h) / s->stride + 1;
+}
+
+int conv2d_out_w(const Conv2dShape *s) {
+    return (s->in_w + s->pad_left + s->pad_right - s->kernel_w) / s->stride + 1;
+}
+
+int conv2d_check_shape(const Conv2dShape *s, Error *err) {
+    if (s->batch <= 0 || s->in_ch <= 0 || s->out_ch <= 0 || s->in_h <= 0 || s->in_w <= 0 ||
+        s->kernel_h <= 0 || s->kernel_w <= 0 || s->stride <= 0 || s->pad_top < 0 ||
+        s->pad_left < 0 || s->pad_bottom < 0 || s->pad_right < 0)
+        return error_set(err,
+                         "conv2d: invalid shape (batch %d, channels %d -> %d, input %dx%d, "
+                         "kernel %dx%d, stride %d, padding %d,%d,%d,%d)",
+                         s->batch, s->in_ch, s->out_ch, s->in_h, s->in_w, s->kernel_h, s->kernel_w,
+                         s->stride, s->pad_top, s->pad_left, s->pad_bottom, s->pad_right);
+    if (s->in_h + s->pad_top + s->pad_bottom < s->kernel_h ||
+        s->in_w + s->pad_left + s->pad_right < s->kernel_w)
+        return error_set(err, "conv2d: kernel %dx%d larger than the padded input %dx%d",
+                         s->kernel_h, s->kernel_w, s->in_h + s->pad_top + s->pad_bottom,
+                         s->in_w + s->pad_left + s->pad_right);
+    return 0;
+}
+
+static void entry_destroy(ConvEntry *e) {
+    dnnl_primitive_destroy(e->conv);
+    dnnl_primitive_destroy(e->reorder_in);
+    dnnl_primitive_destroy(e->reorder_w);
+    dnnl_primitive_destroy(e->reorder_out);
+    if (e->int_in != e->user_in)
+        dnnl_memory_destroy(e->int_in);
+    if (e->int_w != e->user_w)
+        dnnl_memory_destroy(e->int_w);
+    if (e->int_out != e->user_out)
+        dnnl_memory_destroy(e->int_out);
+    dnnl_memory_destroy(e->user_in);
+    dnnl_memory_destroy(e->user_w);
+    dnnl_memory_destroy(e->user_out);
+    dnnl_memory_destroy(e->user_bias);
+    memset(e, 0, sizeof *e);
+}
+
 void conv2d_cache_free(ConvPrimitiveCache *cache) {
-    (void)cache;
+    if (!cache)
+        return;
+    for (size_t i = 0; i < cache->count; i++)
+        entry_destroy(&cache->entries[i]);
+    free(cache->entries);
+    for (int i = 0; i < SCRATCH_COUNT; i++)
+        free(cache->scratch[i]);
+    free(cache);
+}
+
+static ConvPrimitiveCache *cache_get(NnContext *ctx, Error *err) {
+    if (!ctx->conv_cache) {
+        ctx->conv_cache = calloc(1, sizeof *ctx->conv_cache);
+        if (!ctx->conv_cache) {
+            error_set(err, "conv2d: out of memory for the primitive cache");
+            return NULL;
+        }
+        ctx->conv_cache->algorithm = CONV2D_ALGO_DEFAULT;
+    }
+    return ctx->conv_cache;
+}
+
+int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err) {
+    ConvPrimitiveCache *cache = cache_get(ctx, err);
+    if (!cache)
+        return -1;
+    if ((int)algorithm < 0 || algorithm >= CONV2D_ALGO_COUNT)
+        return error_set(err, "conv2d: unknown algorithm %d", (int)algorithm);
+    cache->algorithm = algorithm;
+    return 0;
+}
+
+Conv2dAlgorithm conv2d_get_algorithm(NnContext *ctx) {
+    return ctx->conv_cache ? ctx->conv_cache->algorithm : CONV2D_ALGO_DEFAULT;
+}
+
+/* Grows one shared scratch buffer; 64-byte aligned for oneDNN's vector loads. */
+static void *scratch_reserve(ConvPrimitiveCache *cache, int which, size_t bytes, Error *err) {
+    if (bytes <= cache->scratch_capacity[which])
+        return cache->scratch[which];
+    free(cache->scratch[which]);
+    cache->scratch_capacity[which] = 0;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    cache->scratch[which] = aligned_alloc(64, rounded);
+    if (!cache->scratch[which]) {
+        error_set(err, "conv2d: out of memory for a %zu-byte layout buffer", bytes);
+        return NULL;
+    }
+    cache->scratch_capacity[which] = rounded;
+    return cache->scratch[which];
+}
+
+#define DNNL_TRY(call, what)                                                                       \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) {                                                                 \
+            error_set(err, "conv2d: oneDNN %s failed (status %d)", what, (int)st_);                \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* Makes the primitive's memory for a user memory: the same object when the layouts agree,
+ * otherwise a new memory plus a reorder (user -> primitive when to_internal). */
+static int make_internal(NnContext *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *user_md,
+                         const dnnl_memory_desc_t *int_md, int to_internal, dnnl_memory_t *int_mem,
+                         dnnl_primitive_t *reorder, size_t *bytes, Error *err) {
+    dnnl_primitive_desc_t rpd = NULL;
+    *int_mem = NULL;
+    *reorder = NULL;
+    *bytes = 0;
+    if (dnnl_memory_desc_equal(user_md, int_md)) {
+        *int_mem = user;
+        return 0;
+    }
+    *bytes = dnnl_memory_desc_get_size(int_md);
+    DNNL_TRY(dnnl_memory_create(int_mem, int_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
+    if (to_internal)
+        DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, user_md, ctx->engine, int_md, ctx->engine,
+                                                    NULL),
+                 "reorder");
+    else
+        DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, int_md, ctx->engine, user_md, ctx->engine,
+                                                    NULL),
+                 "reorder");
+    DNNL_TRY(dnnl_primitive_create(reorder, rpd), "reorder primitive");
+    dnnl_primitive_desc_destroy(rpd);
+    return 0;
+fail:
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(*int_mem);
+    *int_mem = NULL;
+    return -1;
+}
+
+static dnnl_alg_kind_t algorithm_kind(Conv2dAlgorithm a) {
+    return a == CONV2D_ALGO_ONEDNN_WINOGRAD ? dnnl_convolution_winograd : dnnl_convolution_direct;
+}
+
+static int entry_create(NnContext *ctx, const ConvKey *key, ConvEntry *e, Error *err) {
+    const Conv2dShape *s = &key->shape;
+    int oh = conv2d_out_h(s), ow = conv2d_out_w(s);
+    int plain = key->algorithm == CONV2D_ALGO_ONEDNN_NCHW;
+    dnnl_memory_desc_t x_md, w_md, y_md, b_md, x_any, w_any, y_any, b_any;
+    dnnl_dims_t xd = {s->batch, s->in_ch, s->in_h, s->in_w};
+    dnnl_dims_t wd = {s->out_ch, s->in_ch, s->kernel_h, s->kernel_w};
+    dnnl_dims_t yd = {s->batch, s->out_ch, oh, ow};
+    dnnl_dims_t bd = {s->out_ch};
+    dnnl_dims_t strides = {s->stride, s->stride};
+    dnnl_dims_t pad_l = {s->pad_top, s->pad_left}, pad_r = {s->pad_bottom, s->pad_right};
+    dnnl_convolution_desc_t fwd_desc, bwd_desc;
+    dnnl_primitive_desc_t fwd_pd = NULL, bwd_pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_alg_kind_t alg = algorithm_kind((Conv2dAlgorithm)key->algorithm);
+
+    memset(e, 0, sizeof *e);
+    e->key = *key;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_md, 4, xd, dnnl_f32, dnnl_nchw), "memory desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw), "memory desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nchw), "memory desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a), "memory desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, dnnl_format_tag_any), "desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any), "desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, dnnl_format_tag_any), "desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_any, 1, bd, dnnl_f32, dnnl_format_tag_any), "desc");
+    if (plain) {
+        x_any = x_md;
+        y_any = y_md;
+    }
+    DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
+    /* Forward-training for the backward-data hint: oneDNN pairs implementations by it. */
+    DNNL_TRY(dnnl_convolution_forward_desc_init(
+                 &fwd_desc,
+                 key->direction == CONV_FORWARD ? dnnl_forward_inference : dnnl_forward_training,
+                 alg, &x_any, &w_any, key->has_bias ? &b_any : NULL, &y_any, strides, pad_l, pad_r),
+             "convolution descriptor");
+    DNNL_TRY(dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, attr, ctx->engine, NULL),
+             "convolution forward (no implementation for this shape/algorithm)");
+
+    const dnnl_memory_desc_t *in_md, *out_md, *int_in_md, *int_w_md, *int_out_md;
+    dnnl_primitive_desc_t pd = fwd_pd;
+    if (key->direction == CONV_FORWARD) {
+        in_md = &x_md;
+        out_md = &y_md;
+        int_in_md = dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_src_md, 0);
+        int_w_md = dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_weights_md, 0);
+        int_out_md = dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_dst_md, 0);
+    } else {
+        DNNL_TRY(dnnl_convolution_backward_data_desc_init(&bwd_desc, alg, &x_any, &w_any, &y_any,
+                                                          strides, pad_l, pad_r),
+                 "backward-data descriptor");
+        DNNL_TRY(dnnl_primitive_desc_create(&bwd_pd, &bwd_desc, attr, ctx->engine, fwd_pd),
+                 "convolution backward-data (no implementation for this shape/algorithm)");
+        pd = bwd_pd;
+        in_md = &y_md;
+        out_md = &x_md;
+        int_in_md = dnnl_primitive_desc_query_md(bwd_pd, dnnl_query_diff_dst_md, 0);
+        int_w_md = dnnl_primitive_desc_query_md(bwd_pd, dnnl_query_weights_md, 0);
+        int_out_md = dnnl_primitive_desc_query_md(bwd_pd, dnnl_query_diff_src_md, 0);
+    }
+    DNNL_TRY(dnnl_primitive_create(&e->conv, pd), "convolution primitive");
+    DNNL_TRY(dnnl_memory_create(&e->user_in, in_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
+    DNNL_TRY(dnnl_memory_create(&e->user_w, &w_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
+    DNNL_TRY(dnnl_memory_create(&e->user_out, out_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
+    if (key->has_bias)
+        DNNL_TRY(dnnl_memory_create(&e->user_bias, &b_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
+    if (make_internal(ctx, e->user_in, in_md, int_in_md, 1, &e->int_in, &e->reorder_in,
+                      &e->scratch_bytes[SCRATCH_IN], err) ||
+        make_internal(ctx, e->user_w, &w_md, int_w_md, 1, &e->int_w, &e->reorder_w,
+                      &e->scratch_bytes[SCRATCH_W], err) ||
+        make_internal(ctx, e->user_out, out_md, int_out_md, 0, &e->int_out, &e->reorder_out,
+                      &e->scratch_bytes[SCRATCH_OUT], err))
+        goto fail;
+    dnnl_primitive_desc_destroy(fwd_pd);
+    dnnl_primitive_desc_destroy(bwd_pd);
+    dnnl_primitive_attr_destroy(attr);
+    return 0;
+fail:
+    dnnl_primitive_desc_destroy(fwd_pd);
+    dnnl_primitive_desc_destroy(bwd_pd);
+    dnnl_primitive_attr_destroy(attr);
+    entry_destroy(e);
+    return -1;
+}
+
+static ConvEntry *entry_find(NnContext *ctx, const Conv2dShape *s, int direction, int has_bias,
+                             Error *err) {
+    ConvPrimitiveCache *cache = cache_get(ctx, err);
+    if (!cache)
+        return NULL;
+    ConvKey key;
+    memset(&key, 0, sizeof key);
+    key.shape = *s;
+    key.direction = direction;
+    key.has_bias = has_bias;
+    key.algorithm = cache->algorithm;
+    for (size_t i = 0; i < cache->count; i++)
+        if (memcmp(&cache->entries[i].key, &key, sizeof key) == 0)
+            return &cache->entries[i];
+    if (cache->count == cache->capacity) {
+        size_t cap = cache->capacity ? cache->capacity * 2 : 32;
+        ConvEntry *grown = realloc(cache->entries, cap * sizeof *grown);
+        if (!grown) {
+            error_set(err, "conv2d: out of memory for the primitive cache");
+            return NULL;
+        }
+        cache->entries = grown;
+        cache->capacity = cap;
+    }
+    ConvEntry *e = &cache->entries[cache->count];
+    if (entry_create(ctx, &key, e, err) != 0)
+        return NULL;
+    cache->count++;
+    return e;
+}
+
+static int run(NnContext *ctx, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
+               Error *err) {
+    dnnl_status_t st = dnnl_primitive_execute(prim, ctx->stream, nargs, args);
+    if (st != dnnl_success)
+        return error_set(err, "conv2d: oneDNN execute failed (status %d)", (int)st);
+    return 0;
+}
+
+/* Points the entry's memories at the caller's buffers and the shared scratch, then runs
+ * reorder(in), reorder(w), the convolution and reorder(out). */
+static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const float *w,
+                         const float *bias, float *out, Error *err) {
+    ConvPrimitiveCache *cache = ctx->conv_cache;
+    dnnl_memory_t ints[SCRATCH_COUNT] = {e->int_in, e->int_w, e->int_out};
+    dnnl_memory_t users[SCRATCH_COUNT] = {e->user_in, e->user_w, e->user_out};
+    for (int i = 0; i < SCRATCH_COUNT; i++) {
+        if (ints[i] == users[i])
+            continue;
+        void *buf = scratch_reserve(cache, i, e->scratch_bytes[i], err);
+        if (!buf)
+            return -1;
+        dnnl_memory_set_data_handle(ints[i], buf);
+    }
+    dnnl_memory_set_data_handle(e->user_in, (void *)in);
+    dnnl_memory_set_data_handle(e->user_w, (void *)w);
+    dnnl_memory_set_data_handle(e->user_out, out);
+    if (e->reorder_in) {
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->user_in}, {DNNL_ARG_TO, e->int_in}};
+        if (run(ctx, e->reorder_in, 2, a, err))
+            return -1;
+    }
+    if (e->reorder_w) {
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->user_w}, {DNNL_ARG_TO, e->int_w}};
+        if (run(ctx, e->reorder_w, 2, a, err))
+            return -1;
+    }
+    if (e->key.direction == CONV_FORWARD) {
+        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, e->int_in},
+                                {DNNL_ARG_WEIGHTS, e->int_w},
+                                {DNNL_ARG_DST, e->int_out},
+                                {DNNL_ARG_BIAS, e->user_bias}};
+        if (bias)
+            dnnl_memory_set_data_handle(e->user_bias, (void *)bias);
+        if (run(ctx, e->conv, bias ? 4 : 3, a, err))
+            return -1;
+    } else {
+        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, e->int_in},
+                                {DNNL_ARG_WEIGHTS, e->int_w},
+                                {DNNL_ARG_DIFF_SRC, e->int_out}};
+        if (run(ctx, e->conv, 3, a, err))
+            return -1;
+    }
+    if (e->reorder_out) {
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->int_out}, {DNNL_ARG_TO, e->user_out}};
+        if (run(ctx, e->reorder_out, 2, a, err))
+            return -1;
+    }
+    if (dnnl_stream_wait(ctx->stream) != dnnl_success)
+        return error_set(err, "conv2d: oneDNN stream wait failed");
+    return 0;
+}
+
+int conv2d_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const float *w,
+                   const float *bias, float *y, Error *err) {
+    if (conv2d_check_shape(s, err))
+        return -1;
+    if (conv2d_get_algorithm(ctx) == CONV2D_ALGO_IM2COL_SGEMM)
+        return conv2d_gemm_forward(ctx, s, x, w, bias, y, err);
+    ConvEntry *e = entry_find(ctx, s, CONV_FORWARD, bias != NULL, err);
+    if (!e)
+        return -1;
+    return entry_execute(ctx, e, x, w, bias, y, err);
+}
+
+int conv2d_backward_input(NnContext *ctx, const Conv2dShape *s, const float *dy, const float *w,
+                          float *dx, Error *err) {
+    if (conv2d_check_shape(s, err))
+        return -1;
+    if (conv2d_get_algorithm(ctx) == CONV2D_ALGO_IM2COL_SGEMM)
+        return conv2d_gemm_backward_input(ctx, s, dy, w, dx, err);
+    ConvEntry *e = entry_find(ctx, s, CONV_BACKWARD_DATA, 0, err);
+    if (!e)
+        return -1;
+    return entry_execute(ctx, e, dy, w, NULL, dx, err);
 }

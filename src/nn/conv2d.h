@@ -17,6 +17,21 @@ typedef struct Conv2dShape {
     int pad_top, pad_left, pad_bottom, pad_right;
 } Conv2dShape;
 
+/* How the convolution is computed; the context's choice applies to every later call. The
+ * default is the measured fastest here (docs/kernels.md); the others exist for the benchmark
+ * and as fallbacks. */
+typedef enum Conv2dAlgorithm {
+    CONV2D_ALGO_ONEDNN_BLOCKED,  /* oneDNN direct, its own blocked layouts, reorders per call */
+    CONV2D_ALGO_ONEDNN_NCHW,     /* oneDNN direct on the caller's NCHW memory */
+    CONV2D_ALGO_ONEDNN_WINOGRAD, /* oneDNN Winograd (3x3 stride 1 only; errors otherwise) */
+    CONV2D_ALGO_IM2COL_SGEMM,    /* im2col / col2im + OpenBLAS sgemm */
+    CONV2D_ALGO_COUNT
+} Conv2dAlgorithm;
+#define CONV2D_ALGO_DEFAULT CONV2D_ALGO_ONEDNN_BLOCKED
+
+int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err);
+Conv2dAlgorithm conv2d_get_algorithm(NnContext *ctx);
+
 int conv2d_out_h(const Conv2dShape *s);
 int conv2d_out_w(const Conv2dShape *s);
 
