@@ -1,0 +1,238 @@
+/* The VAE's building steps on one sample: convolutions with widened weights, GroupNorm + SiLU,
+ * the mid block's single-head attention, and the workspace plan they share. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "models/vae_internal.h"
+#include "nn/activation.h"
+#include "nn/attention.h"
+#include "nn/conv2d.h"
+#include "nn/linear.h"
+#include "nn/norm.h"
+
+static size_t max_sz(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+size_t vae_plan_total(const VaePlan *p) {
+    return 2 * p->act + p->scratch + p->wscratch + p->stats;
+}
+
+void vae_work_carve(const VaePlan *p, float *mem, VaeWork *w) {
+    w->act[0] = mem;
+    w->act[1] = mem + p->act;
+    w->scratch = w->act[1] + p->act;
+    w->wscratch = w->scratch + p->scratch;
+    w->stats = w->wscratch + p->wscratch;
+}
+
+void vae_plan_resnet(VaePlan *p, const ResnetBlock *rb, int h, int w) {
+    size_t px = (size_t)h * w;
+    p->act = max_sz(p->act, px * (size_t)(rb->in_ch > rb->out_ch ? rb->in_ch : rb->out_ch));
+    p->scratch = max_sz(p->scratch, resnet_block_scratch_floats(rb, 1, h, w));
+    p->wscratch = max_sz(p->wscratch, resnet_block_weight_floats(rb));
+}
+
+/* Attention scratch: the normed input [C, N], its transpose [N, C], q, k, v [N, C] (the
+ * attention output and the projection reuse the first two), lse [N]. */
+static size_t attention_scratch_floats(int ch, size_t n) {
+    return 5 * n * (size_t)ch + n;
+}
+
+void vae_plan_mid(VaePlan *p, const VaeMidBlock *mid, int h, int w) {
+    vae_plan_resnet(p, &mid->resnet0, h, w);
+    vae_plan_resnet(p, &mid->resnet1, h, w);
+    int ch = mid->attn.channels;
+    p->scratch = max_sz(p->scratch, attention_scratch_floats(ch, (size_t)h * w));
+    p->wscratch = max_sz(p->wscratch, (size_t)ch * ch + 2 * (size_t)ch);
+    p->stats = max_sz(p->stats, 2 * (size_t)mid->attn.groups);
+}
+
+void vae_plan_conv(VaePlan *p, const VaeConv *c, int in_h, int in_w, int out_h, int out_w) {
+    p->act = max_sz(p->act, (size_t)c->in_ch * in_h * in_w);
+    p->act = max_sz(p->act, (size_t)c->out_ch * out_h * out_w);
+    p->wscratch = max_sz(p->wscratch, c->w.numel + c->b.numel);
+}
+
+int vae_conv_forward(NnContext *ctx, const VaeConv *c, int stride, int h, int w, const float *x,
+                     float *y, const VaeWork *work, Error *err) {
+    int k = c->kernel, pad = k / 2;
+    Conv2dShape s = {1, c->in_ch, c->out_ch, h, w, k, k, stride, pad, pad, pad, pad};
+    if (stride == 2) {
+        /* diffusers' Downsample2D with padding 0 pads right and bottom by one instead */
+        s.pad_top = s.pad_left = 0;
+        s.pad_bottom = s.pad_right = 1;
+    }
+    const float *wf = weight_ref_f32(&c->w, work->wscratch);
+    const float *bf = weight_ref_f32(&c->b, work->wscratch + c->w.numel);
+    return conv2d_forward(ctx, &s, x, wf, bf, y, err);
+}
+
+void vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
+                   const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
+                   const VaeWork *work) {
+    size_t n = (size_t)ch * h * w;
+    group_norm_forward(ctx, 1, ch, h * w, cfg->norm_num_groups, cfg->norm_eps, x,
+                       weight_ref_f32(gamma, work->wscratch),
+                       weight_ref_f32(beta, work->wscratch + ch), y, work->stats);
+    silu_forward(n, y, y);
+}
+
+int vae_resnet_forward(NnContext *ctx, const ResnetBlock *rb, int h, int w, VaeWork *work, int *cur,
+                       Error *err) {
+    const float *x = work->act[*cur];
+    float *y = work->act[1 - *cur];
+    if (resnet_block_forward(ctx, rb, 1, h, w, x, NULL, y, NULL, work->scratch, work->wscratch,
+                             err) != 0)
+        return -1;
+    *cur = 1 - *cur;
+    return 0;
+}
+
+static int linear_w(NnContext *ctx, int rows, int ch, const float *x, const WeightRef *w,
+                    const WeightRef *b, float *y, const VaeWork *work, Error *err) {
+    const float *wf = weight_ref_f32(w, work->wscratch);
+    const float *bf = weight_ref_f32(b, work->wscratch + w->numel);
+    return linear_forward(ctx, rows, ch, ch, x, wf, bf, y, err);
+}
+
+/* x [C, N] -> y [N, C] */
+static void transpose(int rows, int cols, const float *x, float *y) {
+    enum { T = 32 };
+    for (int r0 = 0; r0 < rows; r0 += T)
+        for (int c0 = 0; c0 < cols; c0 += T)
+            for (int r = r0; r < r0 + T && r < rows; r++)
+                for (int c = c0; c < c0 + T && c < cols; c++)
+                    y[(size_t)c * rows + r] = x[(size_t)r * cols + c];
+}
+
+/* y = x + to_out(attention(to_q(n), to_k(n), to_v(n))) with n = group_norm(x) over tokens. */
+static int attention_forward_sample(NnContext *ctx, const VaeAttention *a, int h, int w,
+                                    const float *x, float *y, const VaeWork *work, Error *err) {
+    int ch = a->channels, n = h * w;
+    size_t cn = (size_t)ch * n;
+    float *normed = work->scratch, *xt = normed + cn, *q = xt + cn, *k = q + cn, *v = k + cn;
+    float *lse = v + cn;
+    group_norm_forward(ctx, 1, ch, n, a->groups, a->eps, x,
+                       weight_ref_f32(&a->norm_w, work->wscratch),
+                       weight_ref_f32(&a->norm_b, work->wscratch + ch), normed, work->stats);
+    transpose(ch, n, normed, xt);
+    if (linear_w(ctx, n, ch, xt, &a->q_w, &a->q_b, q, work, err) != 0 ||
+        linear_w(ctx, n, ch, xt, &a->k_w, &a->k_b, k, work, err) != 0 ||
+        linear_w(ctx, n, ch, xt, &a->v_w, &a->v_b, v, work, err) != 0)
+        return error_prefix(err, "VAE attention projection: ");
+    AttentionShape s = {1, 1, n, n, ch, 1.0f / sqrtf((float)ch), 0};
+    float *o = normed;
+    if (attention_forward(ctx, &s, q, k, v, o, lse, err) != 0)
+        return error_prefix(err, "VAE attention: ");
+    float *proj = xt;
+    if (linear_w(ctx, n, ch, o, &a->out_w, &a->out_b, proj, work, err) != 0)
+        return error_prefix(err, "VAE attention to_out: ");
+    transpose(n, ch, proj, y);
+    for (size_t i = 0; i < cn; i++)
+        y[i] += x[i];
+    return 0;
+}
+
+int vae_mid_block_forward(NnContext *ctx, const VaeMidBlock *mid, int h, int w, VaeWork *work,
+                          int *cur, Error *err) {
+    if (vae_resnet_forward(ctx, &mid->resnet0, h, w, work, cur, err) != 0)
+        return error_prefix(err, "mid_block.resnets.0: ");
+    if (attention_forward_sample(ctx, &mid->attn, h, w, work->act[*cur], work->act[1 - *cur], work,
+                                 err) != 0)
+        return error_prefix(err, "mid_block.attentions.0: ");
+    *cur = 1 - *cur;
+    if (vae_resnet_forward(ctx, &mid->resnet1, h, w, work, cur, err) != 0)
+        return error_prefix(err, "mid_block.resnets.1: ");
+    return 0;
+}
+
+int vae_conv_bind(VaeConv *c, const TensorSet *set, WeightPool *pool, const char *prefix, int in_ch,
+                  int out_ch, int kernel, Error *err) {
+    c->in_ch = in_ch;
+    c->out_ch = out_ch;
+    c->kernel = kernel;
+    if (weight_ref_bindf(&c->w, set, pool, 0, err, 4, out_ch, in_ch, kernel, kernel, "%s.weight",
+                         prefix) != 0)
+        return -1;
+    return weight_ref_bindf(&c->b, set, pool, 0, err, 1, out_ch, 0, 0, 0, "%s.bias", prefix);
+}
+
+int vae_conv_random(VaeConv *c, WeightPool *pool, int in_ch, int out_ch, int kernel, uint64_t seed,
+                    Error *err) {
+    c->in_ch = in_ch;
+    c->out_ch = out_ch;
+    c->kernel = kernel;
+    size_t fan_in = (size_t)in_ch * kernel * kernel;
+    float bound = 1.0f / sqrtf((float)fan_in); /* torch's default Conv2d init bound */
+    if (weight_ref_random(&c->w, fan_in * out_ch, bound, seed, pool, err) != 0)
+        return -1;
+    return weight_ref_random(&c->b, out_ch, bound, seed + 1, pool, err);
+}
+
+static int attention_bind(VaeAttention *a, const TensorSet *set, WeightPool *pool,
+                          const char *prefix, int ch, Error *err) {
+    struct {
+        WeightRef *w, *b;
+        const char *name;
+    } lin[] = {{&a->q_w, &a->q_b, "to_q"},
+               {&a->k_w, &a->k_b, "to_k"},
+               {&a->v_w, &a->v_b, "to_v"},
+               {&a->out_w, &a->out_b, "to_out.0"}};
+    if (weight_ref_bindf(&a->norm_w, set, pool, 0, err, 1, ch, 0, 0, 0, "%s.group_norm.weight",
+                         prefix) != 0 ||
+        weight_ref_bindf(&a->norm_b, set, pool, 0, err, 1, ch, 0, 0, 0, "%s.group_norm.bias",
+                         prefix) != 0)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        if (weight_ref_bindf(lin[i].w, set, pool, 0, err, 2, ch, ch, 0, 0, "%s.%s.weight", prefix,
+                             lin[i].name) != 0 ||
+            weight_ref_bindf(lin[i].b, set, pool, 0, err, 1, ch, 0, 0, 0, "%s.%s.bias", prefix,
+                             lin[i].name) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int vae_mid_bind(VaeMidBlock *mid, const TensorSet *set, WeightPool *pool, const char *prefix,
+                 const VaeConfig *cfg, Error *err) {
+    int ch = cfg->block_out_channels[cfg->num_levels - 1];
+    char name[160];
+    snprintf(name, sizeof name, "%s.resnets.0", prefix);
+    if (resnet_block_bind(&mid->resnet0, set, name, ch, ch, 0, cfg->norm_num_groups, cfg->norm_eps,
+                          pool, err) != 0)
+        return -1;
+    snprintf(name, sizeof name, "%s.resnets.1", prefix);
+    if (resnet_block_bind(&mid->resnet1, set, name, ch, ch, 0, cfg->norm_num_groups, cfg->norm_eps,
+                          pool, err) != 0)
+        return -1;
+    mid->attn.channels = ch;
+    mid->attn.groups = cfg->norm_num_groups;
+    mid->attn.eps = cfg->norm_eps;
+    snprintf(name, sizeof name, "%s.attentions.0", prefix);
+    return attention_bind(&mid->attn, set, pool, name, ch, err);
+}
+
+int vae_mid_random(VaeMidBlock *mid, WeightPool *pool, const VaeConfig *cfg, int ch, uint64_t seed,
+                   Error *err) {
+    int g = cfg->norm_num_groups;
+    if (resnet_block_random(&mid->resnet0, ch, ch, 0, g, cfg->norm_eps, seed, pool, err) != 0 ||
+        resnet_block_random(&mid->resnet1, ch, ch, 0, g, cfg->norm_eps, seed + 16, pool, err) != 0)
+        return -1;
+    VaeAttention *a = &mid->attn;
+    a->channels = ch;
+    a->groups = g;
+    a->eps = cfg->norm_eps;
+    float bound = 1.0f / sqrtf((float)ch);
+    WeightRef *ws[] = {&a->q_w, &a->k_w, &a->v_w, &a->out_w};
+    WeightRef *bs[] = {&a->q_b, &a->k_b, &a->v_b, &a->out_b};
+    if (weight_ref_fill(&a->norm_w, ch, 1.0f, pool, err) != 0 ||
+        weight_ref_fill(&a->norm_b, ch, 0.0f, pool, err) != 0)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (weight_ref_random(ws[i], (size_t)ch * ch, bound, seed + 32 + 2 * i, pool, err) != 0 ||
+            weight_ref_random(bs[i], ch, bound, seed + 33 + 2 * i, pool, err) != 0)
+            return -1;
+    return 0;
+}
