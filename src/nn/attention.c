@@ -1,0 +1,351 @@
+/* Memory-efficient scaled dot-product attention (FlashAttention-2's algorithm on the CPU).
+ *
+ * Forward, per (batch, head, query tile): walk the key/value tiles keeping, for each query
+ * row, the running maximum m and running sum l of exp(s - m) over the scores seen so far; the
+ * output accumulator is rescaled by exp(m_old - m_new) whenever the maximum grows. At the end
+ * out = acc / l and lse = m + log l. Only a [q_tile x kv_tile] score block exists at a time.
+ *
+ * Backward, per (batch, head) (optionally split over query ranges): with D = rowsum(dO * O),
+ * for every (query tile, key tile) pair recompute P = exp(S * scale - lse), then
+ *   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ += scale dS K,  dK += scale dS^T Q.
+ * A (batch, head) task owns its dK/dV columns, so no two threads write the same element;
+ * when there are fewer such tasks than needed to balance the threads, query ranges get
+ * private dK/dV buffers that are summed afterwards.
+ *
+ * The block products are OpenBLAS sgemm calls on strided views (heads are interleaved in
+ * the width, so a head's rows are head_dim floats every heads * head_dim). OpenMP runs the
+ * tasks; OpenBLAS is held to one thread meanwhile so the two never oversubscribe. */
+#include "nn/attention.h"
+
+#include "nn/attention_internal.h"
+#include "nn/attention_kernels.h"
+#include "nn/nn_context_internal.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_shape(const char *where, const AttentionShape *s, const AttentionTiles *t,
+                       Error *err) {
+    if (!s)
+        return error_set(err, "%s: no shape given", where);
+    if (s->batch <= 0 || s->heads <= 0 || s->q_len <= 0 || s->kv_len <= 0 || s->head_dim <= 0)
+        return error_set(err,
+                         "%s: bad shape batch=%d heads=%d q_len=%d kv_len=%d head_dim=%d (all "
+                         "must be > 0)",
+                         where, s->batch, s->heads, s->q_len, s->kv_len, s->head_dim);
+    if (!isfinite(s->scale))
+        return error_set(err, "%s: the scale is not a finite number", where);
+    if (t && (t->q_tile <= 0 || t->kv_tile <= 0))
+        return error_set(err, "%s: bad tiles %d x %d", where, t->q_tile, t->kv_tile);
+    return 0;
+}
+
+AttentionTiles attention_default_tiles(const AttentionShape *s, int backward) {
+    (void)s;
+    AttentionTiles t = {backward ? 64 : 64, backward ? 128 : 256};
+    return t;
+}
+
+/* 64-byte aligned float scratch: n floats per thread, `threads` threads. */
+static float *scratch_alloc(size_t per_thread, int threads) {
+    per_thread = (per_thread + 15) & ~(size_t)15;
+    size_t bytes = per_thread * (size_t)threads * sizeof(float);
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* Last key index + 1 that query rows [i0, i0 + nq) may see. */
+static int visible_keys(const AttentionShape *s, int i0, int nq) {
+    if (!s->causal)
+        return s->kv_len;
+    int end = i0 + nq;
+    return end < s->kv_len ? end : s->kv_len;
+}
+
+/* Sets scores of keys j0 + j later than query i0 + i to -inf (top-left aligned causal mask,
+ * as torch's is_causal). */
+static void mask_causal(float *S, int ldS, int i0, int nq, int j0, int nk) {
+    for (int i = 0; i < nq; i++) {
+        int first_hidden = i0 + i + 1 - j0; /* columns >= this are in the future */
+        if (first_hidden < 0)
+            first_hidden = 0;
+        for (int j = first_hidden; j < nk; j++)
+            S[(size_t)i * ldS + j] = -INFINITY;
+    }
+}
+
+int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const AttentionTiles *t,
+                            const float *q, const float *k, const float *v, float *out, float *lse,
+                            Error *err) {
+    if (check_shape("attention_forward", s, t, err))
+        return -1;
+    if (!q || !k || !v || !out)
+        return error_set(err, "attention_forward: q, k, v and out are required");
+    const int B = s->batch, H = s->heads, Lq = s->q_len, Lk = s->kv_len, d = s->head_dim;
+    const int ld = H * d;
+    const int Bq = t->q_tile < Lq ? t->q_tile : Lq;
+    const int Bk = t->kv_tile < Lk ? t->kv_tile : Lk;
+    const int nqt = (Lq + Bq - 1) / Bq;
+    const int threads = ctx ? ctx->threads : 1;
+    const size_t per_thread = (size_t)Bq * Bk + (size_t)Bq * d + 2 * (size_t)Bq + 16;
+    float *scratch = scratch_alloc(per_thread, threads);
+    if (!scratch)
+        return error_set(err, "attention_forward: out of memory for %d x %zu floats of scratch",
+                         threads, per_thread);
+    const size_t stride = (per_thread + 15) & ~(size_t)15;
+    const long long tasks = (long long)B * H * nqt;
+    const float scale = s->scale;
+
+    openblas_set_num_threads(1);
+#pragma omp parallel num_threads(threads)
+    {
+        float *S = scratch + stride * (size_t)omp_get_thread_num();
+        float *acc = S + (size_t)Bq * Bk;
+        float *m = acc + (size_t)Bq * d;
+        float *l = m + Bq;
+#pragma omp for schedule(dynamic, 1)
+        for (long long task = 0; task < tasks; task++) {
+            const int qt = (int)(task % nqt);
+            const int h = (int)((task / nqt) % H);
+            const int b = (int)(task / ((long long)nqt * H));
+            const int i0 = qt * Bq;
+            const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
+            const float *qb = q + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
+            const float *kb = k + (size_t)b * Lk * ld + (size_t)h * d;
+            const float *vb = v + (size_t)b * Lk * ld + (size_t)h * d;
+            const int kend = visible_keys(s, i0, nq);
+            for (int i = 0; i < nq; i++) {
+                m[i] = -INFINITY;
+                l[i] = 0.0f;
+            }
+            memset(acc, 0, (size_t)nq * d * sizeof *acc);
+            for (int j0 = 0; j0 < kend; j0 += Bk) {
+                const int nk = kend - j0 < Bk ? kend - j0 : Bk;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, qb, ld,
+                            kb + (size_t)j0 * ld, ld, 0.0f, S, Bk);
+                if (s->causal && j0 + nk - 1 > i0)
+                    mask_causal(S, Bk, i0, nq, j0, nk);
+                for (int i = 0; i < nq; i++) {
+                    float *row = S + (size_t)i * Bk;
+                    float mx = attn_row_max(row, nk);
+                    if (mx < m[i])
+                        mx = m[i];
+                    if (mx == -INFINITY) { /* every key so far hidden: nothing to add */
+                        memset(row, 0, (size_t)nk * sizeof *row);
+                        continue;
+                    }
+                    float sum = attn_exp_sub_sum(row, nk, mx);
+                    float corr = expf(m[i] - mx);
+                    if (corr != 1.0f) {
+                        float *a = acc + (size_t)i * d;
+                        for (int c = 0; c < d; c++)
+                            a[c] *= corr;
+                    }
+                    l[i] = l[i] * corr + sum;
+                    m[i] = mx;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, S, Bk,
+                            vb + (size_t)j0 * ld, ld, 1.0f, acc, d);
+            }
+            float *ob = out + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
+            for (int i = 0; i < nq; i++) {
+                const float inv = 1.0f / l[i];
+                const float *a = acc + (size_t)i * d;
+                float *o = ob + (size_t)i * ld;
+                for (int c = 0; c < d; c++)
+                    o[c] = a[c] * inv;
+            }
+            if (lse) {
+                float *lr = lse + ((size_t)b * H + h) * Lq + i0;
+                for (int i = 0; i < nq; i++)
+                    lr[i] = m[i] + logf(l[i]);
+            }
+        }
+    }
+    openblas_set_num_threads(threads);
+    free(scratch);
+    return 0;
+}
+
+int attention_forward(NnContext *ctx, const AttentionShape *s, const float *q, const float *k,
+                      const float *v, float *out, float *lse, Error *err) {
+    if (check_shape("attention_forward", s, NULL, err))
+        return -1;
+    AttentionTiles t = attention_default_tiles(s, 0);
+    return attention_forward_tiled(ctx, s, &t, q, k, v, out, lse, err);
+}
+
+/* Query ranges per (batch, head) in the backward: 1 when the (batch, head) tasks already
+ * spread evenly over the threads, otherwise enough to balance them (each range then needs
+ * private dK/dV buffers). */
+static int backward_splits(const AttentionShape *s, int threads, int nqt) {
+    int bh = s->batch * s->heads;
+    if (threads <= 1 || (bh % threads == 0) || bh >= 8 * threads)
+        return 1;
+    int split = threads;
+    return split < nqt ? split : nqt;
+}
+
+int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, const AttentionTiles *t,
+                                   const float *q, const float *k, const float *v, const float *out,
+                                   const float *lse, const float *dout, float *dq, float *dk,
+                                   float *dv, Error *err) {
+    if (check_shape("attention_backward_input", s, t, err))
+        return -1;
+    if (!q || !k || !v || !out || !lse || !dout)
+        return error_set(err, "attention_backward_input: q, k, v, out, lse and dout are required");
+    if (!dq && !dk && !dv)
+        return 0;
+    const int B = s->batch, H = s->heads, Lq = s->q_len, Lk = s->kv_len, d = s->head_dim;
+    const int ld = H * d;
+    const int Bq = t->q_tile < Lq ? t->q_tile : Lq;
+    const int Bk = t->kv_tile < Lk ? t->kv_tile : Lk;
+    const int nqt = (Lq + Bq - 1) / Bq;
+    const int threads = ctx ? ctx->threads : 1;
+    const int splits = backward_splits(s, threads, nqt);
+    const float scale = s->scale;
+
+    const size_t per_thread = 2 * (size_t)Bq * Bk + (size_t)Bq * d + (size_t)Bq + 16;
+    const size_t stride = (per_thread + 15) & ~(size_t)15;
+    float *scratch = scratch_alloc(per_thread, threads);
+    /* Private dK/dV per (batch, head, split) when split; [Lk x d] each, dense. */
+    float *priv = NULL;
+    const size_t priv_one = (size_t)Lk * d;
+    const long long tasks = (long long)B * H * splits;
+    if (splits > 1) {
+        size_t n = priv_one * (size_t)tasks * ((dk ? 1 : 0) + (dv ? 1 : 0));
+        priv = n ? calloc(n, sizeof *priv) : NULL;
+        if (n && !priv) {
+            free(scratch);
+            return error_set(err, "attention_backward_input: out of memory for %zu floats", n);
+        }
+    }
+    if (!scratch) {
+        free(priv);
+        return error_set(err, "attention_backward_input: out of memory for scratch");
+    }
+    /* Outputs are accumulated into. */
+    if (dk && splits == 1)
+        memset(dk, 0, (size_t)B * Lk * ld * sizeof *dk);
+    if (dv && splits == 1)
+        memset(dv, 0, (size_t)B * Lk * ld * sizeof *dv);
+
+    openblas_set_num_threads(1);
+#pragma omp parallel num_threads(threads)
+    {
+        float *P = scratch + stride * (size_t)omp_get_thread_num();
+        float *dP = P + (size_t)Bq * Bk;
+        float *dqa = dP + (size_t)Bq * Bk;
+        float *D = dqa + (size_t)Bq * d;
+#pragma omp for schedule(dynamic, 1)
+        for (long long task = 0; task < tasks; task++) {
+            const int sp = (int)(task % splits);
+            const int h = (int)((task / splits) % H);
+            const int b = (int)(task / ((long long)splits * H));
+            const int qt_begin = (int)((long long)nqt * sp / splits);
+            const int qt_end = (int)((long long)nqt * (sp + 1) / splits);
+            const size_t head_off = (size_t)h * d;
+            const float *kb = k + (size_t)b * Lk * ld + head_off;
+            const float *vb = v + (size_t)b * Lk * ld + head_off;
+            float *dkb = NULL, *dvb = NULL;
+            int lddkv = ld;
+            if (splits == 1) {
+                if (dk)
+                    dkb = dk + (size_t)b * Lk * ld + head_off;
+                if (dv)
+                    dvb = dv + (size_t)b * Lk * ld + head_off;
+            } else {
+                float *mine = priv + priv_one * (size_t)task * ((dk ? 1 : 0) + (dv ? 1 : 0));
+                if (dk) {
+                    dkb = mine;
+                    mine += priv_one;
+                }
+                if (dv)
+                    dvb = mine;
+                lddkv = d;
+            }
+            for (int qt = qt_begin; qt < qt_end; qt++) {
+                const int i0 = qt * Bq;
+                const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
+                const size_t row0 = ((size_t)b * Lq + i0) * ld + head_off;
+                const float *qb = q + row0, *ob = out + row0, *dob = dout + row0;
+                const float *lr = lse + ((size_t)b * H + h) * Lq + i0;
+                const int kend = visible_keys(s, i0, nq);
+                for (int i = 0; i < nq; i++)
+                    D[i] = attn_dot(dob + (size_t)i * ld, ob + (size_t)i * ld, d);
+                if (dq)
+                    memset(dqa, 0, (size_t)nq * d * sizeof *dqa);
+                for (int j0 = 0; j0 < kend; j0 += Bk) {
+                    const int nk = kend - j0 < Bk ? kend - j0 : Bk;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, qb, ld,
+                                kb + (size_t)j0 * ld, ld, 0.0f, P, Bk);
+                    if (s->causal && j0 + nk - 1 > i0)
+                        mask_causal(P, Bk, i0, nq, j0, nk);
+                    for (int i = 0; i < nq; i++)
+                        attn_exp_sub(P + (size_t)i * Bk, nk, lr[i]);
+                    if (dvb)
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, P, Bk,
+                                    dob, ld, 1.0f, dvb + (size_t)j0 * lddkv, lddkv);
+                    if (!dq && !dkb)
+                        continue;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, dob, ld,
+                                vb + (size_t)j0 * ld, ld, 0.0f, dP, Bk);
+                    for (int i = 0; i < nq; i++) {
+                        float *pr = P + (size_t)i * Bk, *dpr = dP + (size_t)i * Bk;
+                        const float Di = D[i];
+                        for (int j = 0; j < nk; j++)
+                            dpr[j] = pr[j] * (dpr[j] - Di);
+                    }
+                    if (dq)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, scale, dP,
+                                    Bk, kb + (size_t)j0 * ld, ld, 1.0f, dqa, d);
+                    if (dkb)
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, scale, dP,
+                                    Bk, qb, ld, 1.0f, dkb + (size_t)j0 * lddkv, lddkv);
+                }
+                if (dq) {
+                    float *dqb = dq + row0;
+                    for (int i = 0; i < nq; i++)
+                        memcpy(dqb + (size_t)i * ld, dqa + (size_t)i * d, (size_t)d * sizeof *dqa);
+                }
+            }
+        }
+        if (splits > 1) {
+            /* Sum the private buffers into the outputs, rows split over the threads. */
+            const int nbuf = (dk ? 1 : 0) + (dv ? 1 : 0);
+#pragma omp for schedule(static)
+            for (long long r = 0; r < (long long)B * Lk; r++) {
+                const int b = (int)(r / Lk), j = (int)(r % Lk);
+                for (int h = 0; h < H; h++) {
+                    for (int which = 0; which < nbuf; which++) {
+                        float *dst = (which == 0 && dk ? dk : dv) + (size_t)r * ld + (size_t)h * d;
+                        const int slot = (which == 0 && dk) ? 0 : nbuf - 1;
+                        memset(dst, 0, (size_t)d * sizeof *dst);
+                        for (int sp = 0; sp < splits; sp++) {
+                            const long long task = ((long long)b * H + h) * splits + sp;
+                            const float *src =
+                                priv + priv_one * ((size_t)task * nbuf + slot) + (size_t)j * d;
+                            for (int c = 0; c < d; c++)
+                                dst[c] += src[c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    openblas_set_num_threads(threads);
+    free(priv);
+    free(scratch);
+    return 0;
+}
+
+int attention_backward_input(NnContext *ctx, const AttentionShape *s, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse,
+                             const float *dout, float *dq, float *dk, float *dv, Error *err) {
+    if (check_shape("attention_backward_input", s, NULL, err))
+        return -1;
+    AttentionTiles t = attention_default_tiles(s, 1);
+    return attention_backward_input_tiled(ctx, s, &t, q, k, v, out, lse, dout, dq, dk, dv, err);
+}
