@@ -219,12 +219,27 @@ static int name_tensors(Loader *l, PickleValue *v, PathBuf *path) {
 /* ------------------------------------------------------------------------------------------
  * Storage bytes */
 
-static int store_bytes(Loader *l, LoadedStorage *ls, const void *src, size_t nbytes) {
+static int check_storage_size(Loader *l, const LoadedStorage *ls, size_t nbytes) {
     if (nbytes < ls->needed)
         return fail(l,
                     "storage '%s' holds %zu bytes but its tensors need %llu (truncated or "
                     "corrupt file)",
                     ls->key, nbytes, (unsigned long long)ls->needed);
+    return 0;
+}
+
+/* bytes already belong to l->set (read_zip_record into_set). */
+static int adopt_bytes(Loader *l, LoadedStorage *ls, unsigned char *bytes, size_t nbytes) {
+    if (check_storage_size(l, ls, nbytes) != 0)
+        return -1;
+    ls->nbytes = nbytes;
+    ls->bytes = nbytes ? bytes : NULL;
+    return 0;
+}
+
+static int store_bytes(Loader *l, LoadedStorage *ls, const void *src, size_t nbytes) {
+    if (check_storage_size(l, ls, nbytes) != 0)
+        return -1;
     ls->nbytes = nbytes;
     if (nbytes == 0)
         return 0;
@@ -235,8 +250,11 @@ static int store_bytes(Loader *l, LoadedStorage *ls, const void *src, size_t nby
     return 0;
 }
 
+/* Reads a whole record into a malloc'd buffer, or, with into_set, into memory owned by l->set
+ * (storages: read once straight into their final place, never copied: on a 4 GB checkpoint a
+ * second buffer doubles the page-fault and page-clearing work, which dominated load time). */
 static int read_zip_record(Loader *l, zip_t *zip, const char *name, unsigned char **out,
-                           size_t *size, bool required) {
+                           size_t *size, bool required, bool into_set) {
     zip_stat_t st;
     zip_stat_init(&st);
     zip_int64_t index = zip_name_locate(zip, name, 0);
@@ -250,7 +268,8 @@ static int read_zip_record(Loader *l, zip_t *zip, const char *name, unsigned cha
     if (st.size > l->size * (uint64_t)1032 + 64) /* deflate expands at most ~1032x */
         return fail(l, "record '%s' claims %llu bytes in a %zu-byte file", name,
                     (unsigned long long)st.size, l->size);
-    unsigned char *buf = malloc(st.size ? (size_t)st.size : 1);
+    unsigned char *buf = into_set ? tensor_set_alloc(l->set, (size_t)st.size, l->err)
+                                  : malloc(st.size ? (size_t)st.size : 1);
     if (!buf)
         return fail(l, "out of memory reading record '%s' (%llu bytes)", name,
                     (unsigned long long)st.size);
@@ -262,7 +281,8 @@ static int read_zip_record(Loader *l, zip_t *zip, const char *name, unsigned cha
     if (f)
         zip_fclose(f);
     if (got < 0 || (zip_uint64_t)got != st.size) {
-        free(buf);
+        if (!into_set)
+            free(buf);
         return fail(l, "record '%s' cannot be read: %s", name, reason);
     }
     *out = buf;
@@ -313,7 +333,7 @@ static int load_zip(Loader *l) {
     int rc = find_prefix(l, zip, prefix, sizeof prefix);
     if (rc == 0) {
         snprintf(record, sizeof record, "%s/byteorder", prefix);
-        int got = read_zip_record(l, zip, record, &buf, &size, false);
+        int got = read_zip_record(l, zip, record, &buf, &size, false, false);
         if (got < 0)
             rc = -1;
         else if (got == 0 && !(size == 6 && memcmp(buf, "little", 6) == 0)) {
@@ -332,7 +352,7 @@ static int load_zip(Loader *l) {
     }
     if (rc == 0) {
         snprintf(record, sizeof record, "%s/data.pkl", prefix);
-        rc = read_zip_record(l, zip, record, &buf, &size, true);
+        rc = read_zip_record(l, zip, record, &buf, &size, true, false);
     }
     if (rc == 0) {
         char name[700];
@@ -346,10 +366,9 @@ static int load_zip(Loader *l) {
     for (size_t k = 0; rc == 0 && k < l->storage_count; k++) {
         LoadedStorage *ls = &l->storages[k];
         snprintf(record, sizeof record, "%s/data/%s", prefix, ls->key);
-        rc = read_zip_record(l, zip, record, &buf, &size, true);
+        rc = read_zip_record(l, zip, record, &buf, &size, true, true);
         if (rc == 0)
-            rc = store_bytes(l, ls, buf, size);
-        free(buf);
+            rc = adopt_bytes(l, ls, buf, size);
         buf = NULL;
     }
     zip_discard(zip);
