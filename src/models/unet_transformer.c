@@ -1,0 +1,454 @@
+/* The UNet's Transformer2DModel, forward and input gradient: see unet_transformer.h. */
+#include "models/unet_transformer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/activation.h"
+#include "nn/attention.h"
+#include "nn/linear.h"
+#include "nn/norm.h"
+
+/* ---- weights ------------------------------------------------------------------------------ */
+
+static int bind_attention(UnetAttention *a, const TensorSet *set, const char *p, int c, int kv_in,
+                          WeightPool *pool, Error *err) {
+    int rc = weight_ref_bindf(&a->to_q, set, pool, 0, err, 2, c, c, 0, 0, "%s.to_q.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&a->to_k, set, pool, 0, err, 2, c, kv_in, 0, 0, "%s.to_k.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&a->to_v, set, pool, 0, err, 2, c, kv_in, 0, 0, "%s.to_v.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&a->to_out_w, set, pool, 0, err, 2, c, c, 0, 0, "%s.to_out.0.weight",
+                               p);
+    rc = rc ? rc
+            : weight_ref_bindf(&a->to_out_b, set, pool, 0, err, 1, c, 0, 0, 0, "%s.to_out.0.bias",
+                               p);
+    return rc;
+}
+
+static void init_shape(UnetTransformer *tf, int channels, int heads, int depth, int context_dim,
+                       int groups, float gn_eps, float ln_eps) {
+    memset(tf, 0, sizeof *tf);
+    tf->channels = channels;
+    tf->heads = heads;
+    tf->depth = depth;
+    tf->context_dim = context_dim;
+    tf->ff_dim = 4 * channels; /* diffusers FeedForward mult 4 */
+    tf->groups = groups;
+    tf->group_norm_eps = gn_eps;
+    tf->layer_norm_eps = ln_eps;
+}
+
+int unet_transformer_bind(UnetTransformer *tf, const TensorSet *set, const char *prefix,
+                          int channels, int heads, int depth, int context_dim, int groups,
+                          float group_norm_eps, float layer_norm_eps, WeightPool *pool,
+                          Error *err) {
+    init_shape(tf, channels, heads, depth, context_dim, groups, group_norm_eps, layer_norm_eps);
+    int c = channels;
+    const char *p = prefix;
+    /* ff_dim from the weights rather than assumed */
+    char name[256];
+    snprintf(name, sizeof name, "%s.transformer_blocks.0.ff.net.2.weight", p);
+    const NamedTensor *ff = tensor_set_find(set, name);
+    if (ff && ff->ndim == 2)
+        tf->ff_dim = (int)ff->shape[1];
+    tf->blocks = calloc((size_t)depth, sizeof *tf->blocks);
+    if (!tf->blocks)
+        return error_set(err, "%s: out of memory", p);
+    int rc = weight_ref_bindf(&tf->norm_w, set, pool, 0, err, 1, c, 0, 0, 0, "%s.norm.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&tf->norm_b, set, pool, 0, err, 1, c, 0, 0, 0, "%s.norm.bias", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&tf->proj_in_w, set, pool, 0, err, 2, c, c, 0, 0,
+                               "%s.proj_in.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&tf->proj_in_b, set, pool, 0, err, 1, c, 0, 0, 0, "%s.proj_in.bias",
+                               p);
+    rc = rc ? rc
+            : weight_ref_bindf(&tf->proj_out_w, set, pool, 0, err, 2, c, c, 0, 0,
+                               "%s.proj_out.weight", p);
+    rc = rc ? rc
+            : weight_ref_bindf(&tf->proj_out_b, set, pool, 0, err, 1, c, 0, 0, 0,
+                               "%s.proj_out.bias", p);
+    for (int d = 0; d < depth && rc == 0; d++) {
+        UnetBasicBlock *b = &tf->blocks[d];
+        char bp[224];
+        snprintf(bp, sizeof bp, "%s.transformer_blocks.%d", p, d);
+        WeightRef *norms[6] = {&b->norm1_w, &b->norm1_b, &b->norm2_w,
+                               &b->norm2_b, &b->norm3_w, &b->norm3_b};
+        for (int i = 0; i < 6 && rc == 0; i++)
+            rc = weight_ref_bindf(norms[i], set, pool, 0, err, 1, c, 0, 0, 0, "%s.norm%d.%s", bp,
+                                  i / 2 + 1, i % 2 ? "bias" : "weight");
+        char ap[240];
+        snprintf(ap, sizeof ap, "%s.attn1", bp);
+        rc = rc ? rc : bind_attention(&b->attn1, set, ap, c, c, pool, err);
+        snprintf(ap, sizeof ap, "%s.attn2", bp);
+        rc = rc ? rc : bind_attention(&b->attn2, set, ap, c, context_dim, pool, err);
+        int f = tf->ff_dim;
+        rc = rc ? rc
+                : weight_ref_bindf(&b->ff_in_w, set, pool, 0, err, 2, 2 * f, c, 0, 0,
+                                   "%s.ff.net.0.proj.weight", bp);
+        rc = rc ? rc
+                : weight_ref_bindf(&b->ff_in_b, set, pool, 0, err, 1, 2 * f, 0, 0, 0,
+                                   "%s.ff.net.0.proj.bias", bp);
+        rc = rc ? rc
+                : weight_ref_bindf(&b->ff_out_w, set, pool, 0, err, 2, c, f, 0, 0,
+                                   "%s.ff.net.2.weight", bp);
+        rc = rc ? rc
+                : weight_ref_bindf(&b->ff_out_b, set, pool, 0, err, 1, c, 0, 0, 0,
+                                   "%s.ff.net.2.bias", bp);
+    }
+    return rc;
+}
+
+static int random_linear(WeightRef *w, WeightRef *b, int out, int in, unsigned long long seed,
+                         WeightPool *pool, Error *err) {
+    float bound = 1.0f / sqrtf((float)in);
+    int rc = weight_ref_random(w, (size_t)out * in, bound, seed, pool, err);
+    if (rc == 0 && b)
+        rc = weight_ref_random(b, (size_t)out, bound, seed + 1, pool, err);
+    return rc;
+}
+
+int unet_transformer_random(UnetTransformer *tf, int channels, int heads, int depth,
+                            int context_dim, int groups, float group_norm_eps, float layer_norm_eps,
+                            unsigned long long seed, WeightPool *pool, Error *err) {
+    init_shape(tf, channels, heads, depth, context_dim, groups, group_norm_eps, layer_norm_eps);
+    int c = channels, f = tf->ff_dim;
+    tf->blocks = calloc((size_t)depth, sizeof *tf->blocks);
+    if (!tf->blocks)
+        return error_set(err, "transformer: out of memory");
+    int rc = weight_ref_fill(&tf->norm_w, c, 1.0f, pool, err);
+    rc = rc ? rc : weight_ref_fill(&tf->norm_b, c, 0.0f, pool, err);
+    rc = rc ? rc : random_linear(&tf->proj_in_w, &tf->proj_in_b, c, c, seed + 1, pool, err);
+    rc = rc ? rc : random_linear(&tf->proj_out_w, &tf->proj_out_b, c, c, seed + 3, pool, err);
+    for (int d = 0; d < depth && rc == 0; d++) {
+        UnetBasicBlock *b = &tf->blocks[d];
+        unsigned long long s = seed + 100 * (unsigned long long)(d + 1);
+        WeightRef *gains[3] = {&b->norm1_w, &b->norm2_w, &b->norm3_w};
+        WeightRef *shifts[3] = {&b->norm1_b, &b->norm2_b, &b->norm3_b};
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            rc = weight_ref_fill(gains[i], c, 1.0f, pool, err);
+            rc = rc ? rc : weight_ref_fill(shifts[i], c, 0.0f, pool, err);
+        }
+        UnetAttention *at[2] = {&b->attn1, &b->attn2};
+        for (int i = 0; i < 2 && rc == 0; i++) {
+            int kv_in = i ? context_dim : c;
+            rc = random_linear(&at[i]->to_q, NULL, c, c, s + 10 * i + 1, pool, err);
+            rc = rc ? rc : random_linear(&at[i]->to_k, NULL, c, kv_in, s + 10 * i + 2, pool, err);
+            rc = rc ? rc : random_linear(&at[i]->to_v, NULL, c, kv_in, s + 10 * i + 3, pool, err);
+            rc = rc ? rc
+                    : random_linear(&at[i]->to_out_w, &at[i]->to_out_b, c, c, s + 10 * i + 4, pool,
+                                    err);
+        }
+        rc = rc ? rc : random_linear(&b->ff_in_w, &b->ff_in_b, 2 * f, c, s + 30, pool, err);
+        rc = rc ? rc : random_linear(&b->ff_out_w, &b->ff_out_b, c, f, s + 40, pool, err);
+    }
+    return rc;
+}
+
+void unet_transformer_free(UnetTransformer *tf) {
+    free(tf->blocks);
+    tf->blocks = NULL;
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+typedef struct Dims {
+    size_t rows, c, f, ctx_rows, lse, gn_stats;
+} Dims;
+
+static Dims dims_of(const UnetTransformer *tf, int batch, int h, int w, int tokens) {
+    Dims d;
+    d.rows = (size_t)batch * h * w;
+    d.c = (size_t)tf->channels;
+    d.f = (size_t)tf->ff_dim;
+    d.ctx_rows = (size_t)batch * tokens;
+    d.lse = (size_t)batch * tf->heads * h * w;
+    d.gn_stats = (size_t)batch * tf->groups * 2;
+    return d;
+}
+
+/* What one BasicTransformerBlock keeps for its backward. */
+typedef struct BlockTape {
+    float *hin, *s1, *q1, *k1, *v1, *o1, *lse1, *h1, *s2, *q2, *k2, *v2, *o2, *lse2, *h2, *s3, *ffp;
+} BlockTape;
+
+static size_t block_tape_floats(Dims d) {
+    return d.rows * d.c * 9 + d.rows * 6 + d.lse * 2 + d.ctx_rows * d.c * 2 + d.rows * 2 * d.f;
+}
+
+static BlockTape block_tape_at(float *p, Dims d) {
+    BlockTape t;
+    size_t rc = d.rows * d.c;
+    t.hin = p, p += rc;
+    t.s1 = p, p += d.rows * 2;
+    t.q1 = p, p += rc;
+    t.k1 = p, p += rc;
+    t.v1 = p, p += rc;
+    t.o1 = p, p += rc;
+    t.lse1 = p, p += d.lse;
+    t.h1 = p, p += rc;
+    t.s2 = p, p += d.rows * 2;
+    t.q2 = p, p += rc;
+    t.k2 = p, p += d.ctx_rows * d.c;
+    t.v2 = p, p += d.ctx_rows * d.c;
+    t.o2 = p, p += rc;
+    t.lse2 = p, p += d.lse;
+    t.h2 = p, p += rc;
+    t.s3 = p, p += d.rows * 2;
+    t.ffp = p;
+    return t;
+}
+
+size_t unet_transformer_tape_floats(const UnetTransformer *tf, int batch, int h, int w,
+                                    int tokens) {
+    Dims d = dims_of(tf, batch, h, w, tokens);
+    return d.gn_stats + (size_t)tf->depth * block_tape_floats(d);
+}
+
+size_t unet_transformer_scratch_floats(const UnetTransformer *tf, int batch, int h, int w,
+                                       int tokens) {
+    Dims d = dims_of(tf, batch, h, w, tokens);
+    size_t rc = d.rows * d.c;
+    size_t fwd = 2 * rc + d.rows * d.f;
+    /* backward: dh, dn, tmp; the GEGLU input gradient (later reused for the attention
+     * gradients, 4 rc <= 2 rows f); the GEGLU output gradient; dk, dv of the context */
+    size_t att = 4 * rc > 2 * d.rows * d.f ? 4 * rc : 2 * d.rows * d.f;
+    size_t bwd = 3 * rc + att + d.rows * d.f + 2 * d.ctx_rows * d.c;
+    return fwd > bwd ? fwd : bwd;
+}
+
+size_t unet_transformer_weight_floats(const UnetTransformer *tf) {
+    size_t c = (size_t)tf->channels, f = (size_t)tf->ff_dim;
+    size_t big = 2 * f * c;
+    if (c * (size_t)tf->context_dim > big)
+        big = c * (size_t)tf->context_dim;
+    if (c * c > big)
+        big = c * c;
+    return big + 2 * (2 * f > c ? 2 * f : c);
+}
+
+typedef struct Slots {
+    float *w, *v1, *v2;
+} Slots;
+
+static Slots slots_of(const UnetTransformer *tf, float *wscratch) {
+    size_t c = (size_t)tf->channels, f = (size_t)tf->ff_dim;
+    size_t vec = 2 * f > c ? 2 * f : c;
+    size_t big = unet_transformer_weight_floats(tf) - 2 * vec;
+    Slots s = {wscratch, wscratch + big, wscratch + big + vec};
+    return s;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* [batch, a, b] -> [batch, b, a], in cache-sized tiles. */
+static void transpose_batched(int batch, size_t a, size_t b, const float *x, float *y) {
+    const size_t tile = 32;
+    for (int n = 0; n < batch; n++) {
+        const float *xs = x + (size_t)n * a * b;
+        float *ys = y + (size_t)n * a * b;
+        for (size_t i0 = 0; i0 < a; i0 += tile)
+            for (size_t j0 = 0; j0 < b; j0 += tile) {
+                size_t i1 = i0 + tile < a ? i0 + tile : a, j1 = j0 + tile < b ? j0 + tile : b;
+                for (size_t i = i0; i < i1; i++)
+                    for (size_t j = j0; j < j1; j++)
+                        ys[j * a + i] = xs[i * b + j];
+            }
+    }
+}
+
+static void add_into(size_t n, float *y, const float *a) {
+    for (size_t i = 0; i < n; i++)
+        y[i] += a[i];
+}
+
+static int lin(NnContext *ctx, size_t rows, int in, int out, const float *x, const WeightRef *w,
+               const WeightRef *b, float *y, Slots sl, Error *err) {
+    return linear_forward(ctx, (int)rows, in, out, x, weight_ref_f32(w, sl.w),
+                          b ? weight_ref_f32(b, sl.v1) : NULL, y, err);
+}
+
+static int lin_back(NnContext *ctx, size_t rows, int in, int out, const float *dy,
+                    const WeightRef *w, float *dx, int accumulate, Slots sl, Error *err) {
+    return linear_backward_input(ctx, (int)rows, in, out, dy, weight_ref_f32(w, sl.w), dx,
+                                 accumulate, err);
+}
+
+static AttentionShape att_shape(const UnetTransformer *tf, int batch, int q_len, int kv_len) {
+    int hd = tf->channels / tf->heads;
+    AttentionShape s = {batch, tf->heads, q_len, kv_len, hd, 1.0f / sqrtf((float)hd), 0};
+    return s;
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* One BasicTransformerBlock: t.hin -> hout (may be scratch or the next block's hin). */
+static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBasicBlock *b,
+                         int batch, int hw, int tokens, Dims d, const float *context, BlockTape t,
+                         float *hout, float *a, float *tmp, float *g, Slots sl, Error *err) {
+    int c = (int)d.c, f = (int)d.f;
+    size_t rc = d.rows * d.c;
+    float eps = tf->layer_norm_eps;
+    AttentionShape self = att_shape(tf, batch, hw, hw), cross = att_shape(tf, batch, hw, tokens);
+
+    layer_norm_forward(ctx, (int)d.rows, c, eps, t.hin, weight_ref_f32(&b->norm1_w, sl.v1),
+                       weight_ref_f32(&b->norm1_b, sl.v2), a, t.s1);
+    if (lin(ctx, d.rows, c, c, a, &b->attn1.to_q, NULL, t.q1, sl, err) ||
+        lin(ctx, d.rows, c, c, a, &b->attn1.to_k, NULL, t.k1, sl, err) ||
+        lin(ctx, d.rows, c, c, a, &b->attn1.to_v, NULL, t.v1, sl, err) ||
+        attention_forward(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, err) ||
+        lin(ctx, d.rows, c, c, t.o1, &b->attn1.to_out_w, &b->attn1.to_out_b, tmp, sl, err))
+        return error_prefix(err, "attn1: ");
+    for (size_t i = 0; i < rc; i++)
+        t.h1[i] = t.hin[i] + tmp[i];
+
+    layer_norm_forward(ctx, (int)d.rows, c, eps, t.h1, weight_ref_f32(&b->norm2_w, sl.v1),
+                       weight_ref_f32(&b->norm2_b, sl.v2), a, t.s2);
+    if (lin(ctx, d.rows, c, c, a, &b->attn2.to_q, NULL, t.q2, sl, err) ||
+        lin(ctx, d.ctx_rows, tf->context_dim, c, context, &b->attn2.to_k, NULL, t.k2, sl, err) ||
+        lin(ctx, d.ctx_rows, tf->context_dim, c, context, &b->attn2.to_v, NULL, t.v2, sl, err) ||
+        attention_forward(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, err) ||
+        lin(ctx, d.rows, c, c, t.o2, &b->attn2.to_out_w, &b->attn2.to_out_b, tmp, sl, err))
+        return error_prefix(err, "attn2: ");
+    for (size_t i = 0; i < rc; i++)
+        t.h2[i] = t.h1[i] + tmp[i];
+
+    layer_norm_forward(ctx, (int)d.rows, c, eps, t.h2, weight_ref_f32(&b->norm3_w, sl.v1),
+                       weight_ref_f32(&b->norm3_b, sl.v2), a, t.s3);
+    if (lin(ctx, d.rows, c, 2 * f, a, &b->ff_in_w, &b->ff_in_b, t.ffp, sl, err))
+        return error_prefix(err, "ff.net.0: ");
+    geglu_forward((int)d.rows, f, t.ffp, g);
+    if (lin(ctx, d.rows, f, c, g, &b->ff_out_w, &b->ff_out_b, tmp, sl, err))
+        return error_prefix(err, "ff.net.2: ");
+    for (size_t i = 0; i < rc; i++)
+        hout[i] = t.h2[i] + tmp[i];
+    return 0;
+}
+
+int unet_transformer_forward(NnContext *ctx, const UnetTransformer *tf, int batch, int h, int w,
+                             int tokens, const float *x, const float *context, float *y,
+                             float *tape, float *scratch, float *wscratch, Error *err) {
+    Dims d = dims_of(tf, batch, h, w, tokens);
+    Slots sl = slots_of(tf, wscratch);
+    size_t rc = d.rows * d.c, hw = (size_t)h * w;
+    int c = (int)d.c;
+    float *a = scratch, *t = scratch + rc, *g = scratch + 2 * rc;
+    float *gn_stats = tape, *blocks = tape + d.gn_stats;
+    size_t btf = block_tape_floats(d);
+
+    group_norm_forward(ctx, batch, c, (int)hw, tf->groups, tf->group_norm_eps, x,
+                       weight_ref_f32(&tf->norm_w, sl.v1), weight_ref_f32(&tf->norm_b, sl.v2), a,
+                       gn_stats);
+    transpose_batched(batch, d.c, hw, a, t);
+    BlockTape bt0 = block_tape_at(blocks, d);
+    if (lin(ctx, d.rows, c, c, t, &tf->proj_in_w, &tf->proj_in_b, bt0.hin, sl, err))
+        return error_prefix(err, "proj_in: ");
+    for (int i = 0; i < tf->depth; i++) {
+        BlockTape bt = block_tape_at(blocks + (size_t)i * btf, d);
+        float *hout = i + 1 < tf->depth ? block_tape_at(blocks + (size_t)(i + 1) * btf, d).hin : t;
+        /* the layer-norm output and the projection outputs can share `a`: each is used up
+         * before the next is written */
+        if (block_forward(ctx, tf, &tf->blocks[i], batch, (int)hw, tokens, d, context, bt, hout, a,
+                          a, g, sl, err) != 0)
+            return error_prefix(err, "transformer_blocks.%d.", i);
+    }
+    if (lin(ctx, d.rows, c, c, t, &tf->proj_out_w, &tf->proj_out_b, a, sl, err))
+        return error_prefix(err, "proj_out: ");
+    transpose_batched(batch, hw, d.c, a, y);
+    add_into(rc, y, x);
+    return 0;
+}
+
+/* ---- backward ----------------------------------------------------------------------------- */
+
+/* dh holds d(loss)/d(block output) and becomes d(loss)/d(block input) (when need_in). */
+static int block_backward(NnContext *ctx, const UnetTransformer *tf, const UnetBasicBlock *b,
+                          int batch, int hw, int tokens, Dims d, BlockTape t, bool need_in,
+                          float *dh, float *dcontext, float *dn, float *tmp, float *big, float *g,
+                          float *dk2, float *dv2, Slots sl, Error *err) {
+    int c = (int)d.c, f = (int)d.f;
+    size_t rc = d.rows * d.c;
+    AttentionShape self = att_shape(tf, batch, hw, hw), cross = att_shape(tf, batch, hw, tokens);
+
+    /* feed-forward */
+    if (lin_back(ctx, d.rows, f, c, dh, &b->ff_out_w, g, 0, sl, err))
+        return error_prefix(err, "ff.net.2 backward: ");
+    geglu_backward_input((int)d.rows, f, t.ffp, g, big);
+    if (lin_back(ctx, d.rows, c, 2 * f, big, &b->ff_in_w, dn, 0, sl, err))
+        return error_prefix(err, "ff.net.0 backward: ");
+    layer_norm_backward_input(ctx, (int)d.rows, c, t.h2, weight_ref_f32(&b->norm3_w, sl.v1), t.s3,
+                              dn, tmp);
+    add_into(rc, dh, tmp);
+
+    /* cross-attention: the only way into the context */
+    float *d_o = big, *dq = big + rc, *dk = big + 2 * rc, *dv = big + 3 * rc;
+    if (lin_back(ctx, d.rows, c, c, dh, &b->attn2.to_out_w, d_o, 0, sl, err) ||
+        attention_backward_input(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, d_o,
+                                 need_in ? dq : NULL, dk2, dv2, err) ||
+        lin_back(ctx, d.ctx_rows, tf->context_dim, c, dk2, &b->attn2.to_k, dcontext, 1, sl, err) ||
+        lin_back(ctx, d.ctx_rows, tf->context_dim, c, dv2, &b->attn2.to_v, dcontext, 1, sl, err))
+        return error_prefix(err, "attn2 backward: ");
+    if (!need_in)
+        return 0;
+    if (lin_back(ctx, d.rows, c, c, dq, &b->attn2.to_q, dn, 0, sl, err))
+        return error_prefix(err, "attn2.to_q backward: ");
+    layer_norm_backward_input(ctx, (int)d.rows, c, t.h1, weight_ref_f32(&b->norm2_w, sl.v1), t.s2,
+                              dn, tmp);
+    add_into(rc, dh, tmp);
+
+    /* self-attention */
+    if (lin_back(ctx, d.rows, c, c, dh, &b->attn1.to_out_w, d_o, 0, sl, err) ||
+        attention_backward_input(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, d_o, dq, dk, dv,
+                                 err) ||
+        lin_back(ctx, d.rows, c, c, dq, &b->attn1.to_q, dn, 0, sl, err) ||
+        lin_back(ctx, d.rows, c, c, dk, &b->attn1.to_k, dn, 1, sl, err) ||
+        lin_back(ctx, d.rows, c, c, dv, &b->attn1.to_v, dn, 1, sl, err))
+        return error_prefix(err, "attn1 backward: ");
+    layer_norm_backward_input(ctx, (int)d.rows, c, t.hin, weight_ref_f32(&b->norm1_w, sl.v1), t.s1,
+                              dn, tmp);
+    add_into(rc, dh, tmp);
+    return 0;
+}
+
+int unet_transformer_backward_input(NnContext *ctx, const UnetTransformer *tf, int batch, int h,
+                                    int w, int tokens, const float *x, const float *tape,
+                                    const float *dy, float *dx, float *dcontext, float *scratch,
+                                    float *wscratch, Error *err) {
+    Dims d = dims_of(tf, batch, h, w, tokens);
+    Slots sl = slots_of(tf, wscratch);
+    size_t rc = d.rows * d.c, hw = (size_t)h * w;
+    int c = (int)d.c;
+    size_t att = 4 * rc > 2 * d.rows * d.f ? 4 * rc : 2 * d.rows * d.f;
+    float *dh = scratch, *dn = dh + rc, *tmp = dn + rc, *big = tmp + rc, *g = big + att;
+    float *dk2 = g + d.rows * d.f, *dv2 = dk2 + d.ctx_rows * d.c;
+    /* the tape is read only; block_tape_at wants a mutable base */
+    float *blocks = (float *)tape + d.gn_stats;
+    const float *gn_stats = tape;
+    size_t btf = block_tape_floats(d);
+
+    transpose_batched(batch, d.c, hw, dy, tmp);
+    if (lin_back(ctx, d.rows, c, c, tmp, &tf->proj_out_w, dh, 0, sl, err))
+        return error_prefix(err, "proj_out backward: ");
+    for (int i = tf->depth - 1; i >= 0; i--) {
+        /* block 0's input depends on the context only when x does; later blocks' always */
+        bool need_in = i > 0 || dx != NULL;
+        BlockTape bt = block_tape_at(blocks + (size_t)i * btf, d);
+        if (block_backward(ctx, tf, &tf->blocks[i], batch, (int)hw, tokens, d, bt, need_in, dh,
+                           dcontext, dn, tmp, big, g, dk2, dv2, sl, err) != 0)
+            return error_prefix(err, "transformer_blocks.%d.", i);
+    }
+    if (!dx)
+        return 0;
+    if (lin_back(ctx, d.rows, c, c, dh, &tf->proj_in_w, tmp, 0, sl, err))
+        return error_prefix(err, "proj_in backward: ");
+    transpose_batched(batch, hw, d.c, tmp, dn);
+    group_norm_backward_input(ctx, batch, c, (int)hw, tf->groups, x,
+                              weight_ref_f32(&tf->norm_w, sl.v1), gn_stats, dn, dx);
+    add_into(rc, dx, dy);
+    return 0;
+}
