@@ -3,8 +3,9 @@
  * written by tools/reference/make_nn_conv_fixtures.py: F.conv2d and autograd's input gradient
  * at SD-like shapes: 3x3 pad 1, 1x1, 3x3 stride 2 pad 1, the VAE's (0,1,0,1)-padded stride-2
  * downsample, 3- and 4-channel inputs, channels that are not multiples of 16, batch 2,
- * non-square). Every algorithm the context offers is run on every case, except Winograd
- * (3x3 stride 1 only; its error is measured by bench/, not held to 1e-4 here).
+ * non-square). Every fp32 algorithm the context offers is run on every case, except Winograd
+ * (3x3 stride 1 only; its error is measured by bench/, not held to 1e-4 here); the bf16 one
+ * is held to 1e-2.
  * Error measure: max|ours - ref| / max|ref| over the whole tensor; limit 1e-5 (fp32 sums of at
  * most 432 products differ from torch's only by summation order).
  * The backward is also checked against central finite differences of the forward on small
@@ -60,7 +61,7 @@ static int json_int(const cJSON *o, const char *key) {
 
 static const char *algo_name(Conv2dAlgorithm a) {
     static const char *names[] = {"onednn-blocked", "onednn-nchw", "onednn-winograd",
-                                  "im2col-sgemm"};
+                                  "im2col-sgemm", "onednn-bf16"};
     return names[a];
 }
 
@@ -90,7 +91,7 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
            "%s: output size", name);
     float *oy = malloc(ny * sizeof *oy), *odx = malloc(nx * sizeof *odx);
     for (int a = 0; a < CONV2D_ALGO_COUNT && x && y && dx; a++) {
-        if (a == CONV2D_ALGO_ONEDNN_WINOGRAD)
+        if (a == CONV2D_ALGO_ONEDNN_WINOGRAD || a == CONV2D_ALGO_ONEDNN_BF16)
             continue;
         Error err;
         CHECK_OK(conv2d_set_algorithm(ctx, (Conv2dAlgorithm)a, &err), &err);
@@ -108,7 +109,20 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
                        edx);
         }
     }
+    /* bf16 inputs and weights (8-bit mantissa: each rounding is off by up to 2^-9 relative),
+     * f32 accumulation: limit 1e-2. Machines without AVX-512 have no bf16 convolution; there
+     * the call must fail with oneDNN's message, which is all we check. */
     Error err;
+    CHECK_OK(conv2d_set_algorithm(ctx, CONV2D_ALGO_ONEDNN_BF16, &err), &err);
+    if (x && y && dx && conv2d_forward(ctx, &s, x, w, b, oy, &err) == 0) {
+        CHECK_OK(conv2d_backward_input(ctx, &s, dy, w, odx, &err), &err);
+        double ey = max_rel_err(oy, y, ny), edx = max_rel_err(odx, dx, nx);
+        CHECKF(ey < 1e-2, "%s bf16 forward: max rel err %.3g", name, ey);
+        CHECKF(edx < 1e-2, "%s bf16 backward: max rel err %.3g", name, edx);
+        printf("%-20s %-15s forward %.2e  backward-input %.2e\n", name, "onednn-bf16", ey, edx);
+    } else {
+        CHECKF(strstr(err.message, "no implementation") != NULL, "%s bf16: %s", name, err.message);
+    }
     CHECK_OK(conv2d_set_algorithm(ctx, CONV2D_ALGO_DEFAULT, &err), &err);
     free(oy);
     free(odx);
@@ -210,7 +224,7 @@ int main(void) {
         return test_finish();
     check_fixtures(ctx);
     for (int a = 0; a < CONV2D_ALGO_COUNT; a++) {
-        if (a == CONV2D_ALGO_ONEDNN_WINOGRAD)
+        if (a == CONV2D_ALGO_ONEDNN_WINOGRAD || a == CONV2D_ALGO_ONEDNN_BF16)
             continue;
         CHECK_OK(conv2d_set_algorithm(ctx, (Conv2dAlgorithm)a, &err), &err);
         check_finite_differences(ctx, (Conv2dShape){2, 3, 4, 5, 4, 3, 3, 1, 1, 1, 1, 1}, 11u);

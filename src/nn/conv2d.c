@@ -14,6 +14,7 @@
 #include "nn/conv2d_internal.h"
 #include "nn/nn_context_internal.h"
 
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct ConvPrimitiveCache {
     void *scratch[SCRATCH_COUNT];
     size_t scratch_capacity[SCRATCH_COUNT];
     Conv2dAlgorithm algorithm;
+    Conv2dProfile *profile;
 };
 
 int conv2d_out_h(const Conv2dShape *s) {
@@ -121,6 +123,14 @@ int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err) 
     if ((int)algorithm < 0 || algorithm >= CONV2D_ALGO_COUNT)
         return error_set(err, "conv2d: unknown algorithm %d", (int)algorithm);
     cache->algorithm = algorithm;
+    return 0;
+}
+
+int conv2d_profile_enable(NnContext *ctx, Conv2dProfile *profile, Error *err) {
+    ConvPrimitiveCache *cache = cache_get(ctx, err);
+    if (!cache)
+        return -1;
+    cache->profile = profile;
     return 0;
 }
 
@@ -212,20 +222,35 @@ static int entry_create(NnContext *ctx, const ConvKey *key, ConvEntry *e, Error 
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_oihw), "memory desc");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nchw), "memory desc");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a), "memory desc");
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, dnnl_f32, dnnl_format_tag_any), "desc");
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any), "desc");
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, dnnl_f32, dnnl_format_tag_any), "desc");
+    /* bf16: the convolution's inputs (x or dy, and w) in bf16, its output and the
+     * accumulation in f32; the reorders from the caller's f32 round to bf16. */
+    int bf16 = key->algorithm == CONV2D_ALGO_ONEDNN_BF16;
+    dnnl_data_type_t x_dt = bf16 && key->direction == CONV_FORWARD ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t y_dt = bf16 && key->direction != CONV_FORWARD ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t w_dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, xd, x_dt, dnnl_format_tag_any), "desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, w_dt, dnnl_format_tag_any), "desc");
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_any, 4, yd, y_dt, dnnl_format_tag_any), "desc");
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_any, 1, bd, dnnl_f32, dnnl_format_tag_any), "desc");
     if (plain) {
         x_any = x_md;
         y_any = y_md;
+    }
+    /* The forward descriptor (the primitive itself, or the backward's hint): for bf16 its
+     * source is bf16 and its destination f32 in both directions. */
+    dnnl_memory_desc_t x_fwd = x_any, y_fwd = y_any;
+    if (bf16) {
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_fwd, 4, xd, dnnl_bf16, dnnl_format_tag_any),
+                 "desc");
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_fwd, 4, yd, dnnl_f32, dnnl_format_tag_any),
+                 "desc");
     }
     DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
     /* Forward-training for the backward-data hint: oneDNN pairs implementations by it. */
     DNNL_TRY(dnnl_convolution_forward_desc_init(
                  &fwd_desc,
                  key->direction == CONV_FORWARD ? dnnl_forward_inference : dnnl_forward_training,
-                 alg, &x_any, &w_any, key->has_bias ? &b_any : NULL, &y_any, strides, pad_l, pad_r),
+                 alg, &x_fwd, &w_any, key->has_bias ? &b_any : NULL, &y_fwd, strides, pad_l, pad_r),
              "convolution descriptor");
     DNNL_TRY(dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, attr, ctx->engine, NULL),
              "convolution forward (no implementation for this shape/algorithm)");
@@ -307,11 +332,17 @@ static ConvEntry *entry_find(NnContext *ctx, const Conv2dShape *s, int direction
     return e;
 }
 
+/* Runs one primitive; when profiling, waits for it and adds its time to *stage. */
 static int run(NnContext *ctx, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args,
-               Error *err) {
+               double *stage, Error *err) {
+    double t0 = stage ? omp_get_wtime() : 0.0;
     dnnl_status_t st = dnnl_primitive_execute(prim, ctx->stream, nargs, args);
     if (st != dnnl_success)
         return error_set(err, "conv2d: oneDNN execute failed (status %d)", (int)st);
+    if (stage) {
+        dnnl_stream_wait(ctx->stream);
+        *stage += omp_get_wtime() - t0;
+    }
     return 0;
 }
 
@@ -320,6 +351,7 @@ static int run(NnContext *ctx, dnnl_primitive_t prim, int nargs, const dnnl_exec
 static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const float *w,
                          const float *bias, float *out, Error *err) {
     ConvPrimitiveCache *cache = ctx->conv_cache;
+    Conv2dProfile *p = cache->profile;
     dnnl_memory_t ints[SCRATCH_COUNT] = {e->int_in, e->int_w, e->int_out};
     dnnl_memory_t users[SCRATCH_COUNT] = {e->user_in, e->user_w, e->user_out};
     for (int i = 0; i < SCRATCH_COUNT; i++) {
@@ -335,12 +367,12 @@ static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const fl
     dnnl_memory_set_data_handle(e->user_out, out);
     if (e->reorder_in) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->user_in}, {DNNL_ARG_TO, e->int_in}};
-        if (run(ctx, e->reorder_in, 2, a, err))
+        if (run(ctx, e->reorder_in, 2, a, p ? &p->reorder_in : NULL, err))
             return -1;
     }
     if (e->reorder_w) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->user_w}, {DNNL_ARG_TO, e->int_w}};
-        if (run(ctx, e->reorder_w, 2, a, err))
+        if (run(ctx, e->reorder_w, 2, a, p ? &p->reorder_weights : NULL, err))
             return -1;
     }
     if (e->key.direction == CONV_FORWARD) {
@@ -350,18 +382,18 @@ static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const fl
                                 {DNNL_ARG_BIAS, e->user_bias}};
         if (bias)
             dnnl_memory_set_data_handle(e->user_bias, (void *)bias);
-        if (run(ctx, e->conv, bias ? 4 : 3, a, err))
+        if (run(ctx, e->conv, bias ? 4 : 3, a, p ? &p->convolution : NULL, err))
             return -1;
     } else {
         dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, e->int_in},
                                 {DNNL_ARG_WEIGHTS, e->int_w},
                                 {DNNL_ARG_DIFF_SRC, e->int_out}};
-        if (run(ctx, e->conv, 3, a, err))
+        if (run(ctx, e->conv, 3, a, p ? &p->convolution : NULL, err))
             return -1;
     }
     if (e->reorder_out) {
         dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, e->int_out}, {DNNL_ARG_TO, e->user_out}};
-        if (run(ctx, e->reorder_out, 2, a, err))
+        if (run(ctx, e->reorder_out, 2, a, p ? &p->reorder_out : NULL, err))
             return -1;
     }
     if (dnnl_stream_wait(ctx->stream) != dnnl_success)

@@ -25,6 +25,8 @@ typedef enum Conv2dAlgorithm {
     CONV2D_ALGO_ONEDNN_NCHW,     /* oneDNN direct on the caller's NCHW memory */
     CONV2D_ALGO_ONEDNN_WINOGRAD, /* oneDNN Winograd (3x3 stride 1 only; errors otherwise) */
     CONV2D_ALGO_IM2COL_SGEMM,    /* im2col / col2im + OpenBLAS sgemm */
+    CONV2D_ALGO_ONEDNN_BF16,     /* oneDNN direct, inputs and weights rounded to bf16, f32
+                                    accumulation and output (--mixed_precision bf16) */
     CONV2D_ALGO_COUNT
 } Conv2dAlgorithm;
 #define CONV2D_ALGO_DEFAULT CONV2D_ALGO_ONEDNN_BLOCKED

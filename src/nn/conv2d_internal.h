@@ -4,6 +4,14 @@
 
 #include "nn/conv2d.h"
 
+/* Seconds spent per stage of the oneDNN path, summed over calls while enabled (benchmarks
+ * only: tells the reorder cost apart from the convolution itself). */
+typedef struct Conv2dProfile {
+    double reorder_in, reorder_weights, convolution, reorder_out;
+} Conv2dProfile;
+/* NULL disables. The context keeps the pointer; the caller keeps the struct alive. */
+int conv2d_profile_enable(NnContext *ctx, Conv2dProfile *profile, Error *err);
+
 int conv2d_check_shape(const Conv2dShape *s, Error *err);
 int conv2d_gemm_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const float *w,
                         const float *bias, float *y, Error *err);
