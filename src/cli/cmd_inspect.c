@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/inspect_embedding.h"
 #include "cli/options.h"
 #include "models/model_files.h"
 
@@ -148,7 +149,8 @@ int cmd_inspect(int argc, char **argv) {
                        "sdti inspect [options] PATH",
                        "Shows what a model is as sdti loads it: a single-file LDM checkpoint "
                        "(.safetensors/.ckpt), a diffusers folder, or a Hugging Face model id "
-                       "from the local cache.",
+                       "from the local cache; or a textual-inversion embedding file (layout, "
+                       "vectors, width, dtype, training metadata).",
                        options,
                        (int)(sizeof options / sizeof options[0]),
                        1,
@@ -165,10 +167,19 @@ int cmd_inspect(int argc, char **argv) {
         options_print_help(&cmd);
         return 0;
     }
+    int exit_code;
+    Error emb_err;
+    if (inspect_embedding(positional[0], &emb_err, &exit_code))
+        return exit_code;
     ModelOpenOptions open_opts = {.v2 = args.v2};
     ModelFiles mf;
     if (model_files_open(positional[0], &open_opts, &mf, &err) != 0) {
-        fprintf(stderr, "sdti inspect: %s\n", err.message);
+        if (emb_err.message[0])
+            fprintf(stderr, "sdti inspect: as an embedding: %s\nsdti inspect: as a model: ",
+                    emb_err.message);
+        else
+            fprintf(stderr, "sdti inspect: ");
+        fprintf(stderr, "%s\n", err.message);
         return 1;
     }
     print_model(&mf, args.keys);

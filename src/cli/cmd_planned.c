@@ -23,11 +23,3 @@ int cmd_train(int argc, char **argv) {
 int cmd_generate(int argc, char **argv) {
     return not_yet("generate", "txt2img with TI embeddings, gen_img_diffusers options", argc, argv);
 }
-
-int cmd_tokenize(int argc, char **argv) {
-    return not_yet("tokenize", "prompt -> CLIP token ids", argc, argv);
-}
-
-int cmd_convert(int argc, char **argv) {
-    return not_yet("convert", "embedding format conversion", argc, argv);
-}

@@ -1,0 +1,56 @@
+/* The new tokens of a textual-inversion run, with kohya's semantics (train_textual_inversion.py,
+ * TextualInversionTrainer.train; ../shared/reference/kohya-ti-facts.md section 2):
+ *   --token_string S --num_vectors_per_token N  ->  tokens S, S1, ..., S{N-1} (plain number
+ *       suffixes; diffusers would say S_1), added to the tokenizer at ids 49408.. in order;
+ *   --init_word W  ->  new row i = token-embedding row of W's token i mod len(W's tokens)
+ *       (W encoded without BOS/EOS *before* the new tokens exist; several tokens are cycled
+ *       or truncated, kohya only prints a note; a W with no tokens at all is an error here,
+ *       where kohya fails with ZeroDivisionError);
+ *   --weights FILE  ->  the file's N rows overwrite the initialised ones (after init_word);
+ *   captions (N > 1)  ->  every occurrence of S, substrings too, becomes "S S1 ... S{N-1}"
+ *       (Python str.replace); with N == 1 captions are used as they are. */
+#ifndef SDTI_TEXT_TI_TOKENS_H
+#define SDTI_TEXT_TI_TOKENS_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+#include "text/embedding_file.h"
+#include "text/tokenizer.h"
+
+typedef struct TiTokens {
+    char *token_string;
+    int num_vectors;
+    char **names;      /* [num_vectors]: S, S1, ... */
+    int *ids;          /* [num_vectors]: consecutive, the last is vocab size - 1 */
+    char *replacement; /* the names joined by single spaces (kohya's replace_to) */
+    int *init_ids;     /* the init word's token ids (NULL / 0 without --init_word) */
+    int init_count;
+    /* A note for the log when the init word has several tokens but not N (kohya prints "init
+     * words is repeated or truncated"); empty otherwise. */
+    char init_note[256];
+} TiTokens;
+
+/* Encodes `init_word` (may be NULL) with the tokenizer as it is, then adds the N token names.
+ * Fails, adding nothing, when any name is already known to the tokenizer (kohya: "tokenizer
+ * has same word to token string. please use another one") or when the init word gives no
+ * tokens. `out` is filled on success (free with ti_tokens_free). */
+int ti_tokens_add(Tokenizer *tok, const char *token_string, int num_vectors, const char *init_word,
+                  TiTokens *out, Error *err);
+void ti_tokens_free(TiTokens *t);
+
+/* Copies the init word's rows into the new rows of `token_embeds` [rows, dim] (the text
+ * encoder's token-embedding matrix, already grown to the tokenizer's size). Does nothing
+ * without an init word: the new rows then keep what the caller put there. */
+int ti_tokens_init_rows(const TiTokens *t, float *token_embeds, int rows, int dim, Error *err);
+
+/* --weights: overwrites the new rows with the file's vectors. The vector count must be N and
+ * the width `dim`, with an error naming the file, both counts and what to change otherwise. */
+int ti_tokens_load_weights(const TiTokens *t, const Embedding *weights, const char *path,
+                           float *token_embeds, int rows, int dim, Error *err);
+
+/* Caption rewrite: a malloc'd copy of `caption` with every token_string replaced by
+ * t->replacement when N > 1 (an unchanged copy when N == 1). NULL when out of memory. */
+char *ti_tokens_rewrite_caption(const TiTokens *t, const char *caption);
+
+#endif
