@@ -19,7 +19,7 @@ typedef struct TrainMathFixture {
     TensorSet tensors;
 } TrainMathFixture;
 
-static int fixture_open(TrainMathFixture *f) {
+static inline int fixture_open(TrainMathFixture *f) {
     Error err = {0};
     tensor_set_init(&f->tensors);
     f->json = NULL;
@@ -46,13 +46,14 @@ static int fixture_open(TrainMathFixture *f) {
     return f->json ? 0 : -1;
 }
 
-static void fixture_close(TrainMathFixture *f) {
+static inline void fixture_close(TrainMathFixture *f) {
     cJSON_Delete(f->json);
     tensor_set_free(&f->tensors);
 }
 
 /* The float32 data of a fixture tensor (NULL, and a failed check, when absent). */
-static const float *fixture_tensor(const TrainMathFixture *f, const char *name, size_t *numel) {
+static inline const float *fixture_tensor(const TrainMathFixture *f, const char *name,
+                                          size_t *numel) {
     const NamedTensor *t = tensor_set_find(&f->tensors, name);
     CHECKF(t != NULL && t->dtype == DTYPE_F32, "fixture tensor %s missing", name);
     if (!t || t->dtype != DTYPE_F32)
@@ -62,11 +63,11 @@ static const float *fixture_tensor(const TrainMathFixture *f, const char *name, 
     return (const float *)t->data;
 }
 
-static const cJSON *json_get(const cJSON *obj, const char *key) {
+static inline const cJSON *json_get(const cJSON *obj, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
-static double json_num(const cJSON *obj, const char *key, double fallback) {
+static inline double json_num(const cJSON *obj, const char *key, double fallback) {
     const cJSON *v = json_get(obj, key);
     if (cJSON_IsNumber(v))
         return v->valuedouble;
@@ -75,18 +76,18 @@ static double json_num(const cJSON *obj, const char *key, double fallback) {
     return fallback;
 }
 
-static bool json_has(const cJSON *obj, const char *key) {
+static inline bool json_has(const cJSON *obj, const char *key) {
     const cJSON *v = json_get(obj, key);
     return v != NULL && !cJSON_IsNull(v);
 }
 
-static const char *json_str(const cJSON *obj, const char *key) {
+static inline const char *json_str(const cJSON *obj, const char *key) {
     const cJSON *v = json_get(obj, key);
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
 /* max|a - ref| / max|ref| (0 when both are all zero). */
-static double rel_err(const float *a, const float *ref, size_t n) {
+static inline double rel_err(const float *a, const float *ref, size_t n) {
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)ref[i]);
@@ -99,7 +100,7 @@ static double rel_err(const float *a, const float *ref, size_t n) {
 }
 
 /* Number of elements whose bits differ. */
-static size_t bits_differ(const float *a, const float *ref, size_t n) {
+static inline size_t bits_differ(const float *a, const float *ref, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         bad += memcmp(&a[i], &ref[i], sizeof(float)) != 0;
