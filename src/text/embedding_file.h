@@ -116,8 +116,8 @@ int embedding_save_kohya_pt(const Embedding *e, const char *path, DType dtype, E
 /* A1111's Embedding.save: name = the file stem, step / sd_checkpoint / sd_checkpoint_name from
  * `e` (None when absent); the tensor as a trained A1111 one (requires_grad). */
 int embedding_save_a1111_pt(const Embedding *e, const char *path, DType dtype, Error *err);
-/* diffusers' save_progress: {token: [N, dim]} as .safetensors (metadata {"format": "pt"}) or,
- * for any other extension, torch.save (learned_embeds.bin). */
+/* diffusers' save_progress: {token: [N, dim]} ([dim] for a one_dim embedding) as .safetensors
+ * (metadata {"format": "pt"}) or, for any other extension, torch.save (learned_embeds.bin). */
 int embedding_save_diffusers(const Embedding *e, const char *path, const char *token, DType dtype,
                              Error *err);
 

@@ -15,9 +15,10 @@
 
 #define TENSOR_ENTRY "embedding"
 
-/* One tensor [N, dim] in `dtype` inside `set` under TENSOR_ENTRY-or-`name`. */
+/* One tensor [N, dim] in `dtype` inside `set` under `name`; [dim] with `one_dim` (diffusers
+ * concept files store a single vector that way). */
 static int add_tensor(TensorSet *set, const char *name, const Embedding *e, DType dtype,
-                      Error *err) {
+                      bool one_dim, Error *err) {
     if (dtype != DTYPE_F32 && dtype != DTYPE_F16 && dtype != DTYPE_BF16)
         return error_set(err, "embeddings are saved as float32, float16 or bfloat16, not %s",
                          dtype_display_name(dtype));
@@ -29,6 +30,8 @@ static int add_tensor(TensorSet *set, const char *name, const Embedding *e, DTyp
         return -1;
     dtype_convert_from_f32(dtype, e->data, bytes, n);
     int64_t shape[2] = {e->num_vectors, e->dim};
+    if (one_dim && e->num_vectors == 1)
+        return tensor_set_add(set, name, dtype, 1, shape + 1, bytes, err);
     return tensor_set_add(set, name, dtype, 2, shape, bytes, err);
 }
 
@@ -36,7 +39,7 @@ int embedding_save_kohya_safetensors(const Embedding *e, const char *path, DType
                                      Error *err) {
     TensorSet set;
     tensor_set_init(&set);
-    int rc = add_tensor(&set, "emb_params", e, dtype, err);
+    int rc = add_tensor(&set, "emb_params", e, dtype, false, err);
     for (size_t i = 0; rc == 0 && i < e->meta_count; i++)
         rc = tensor_set_set_meta(&set, e->meta[i].key, e->meta[i].value, err);
     if (rc == 0)
@@ -47,12 +50,12 @@ int embedding_save_kohya_safetensors(const Embedding *e, const char *path, DType
 
 /* torch.save({key: tensor}) with a plain (non-Parameter, no-grad) tensor. */
 static int save_single_torch(const Embedding *e, const char *path, const char *key, DType dtype,
-                             Error *err) {
+                             bool one_dim, Error *err) {
     TensorSet set;
     PickleDoc doc;
     tensor_set_init(&set);
     pickle_doc_init(&doc);
-    int rc = add_tensor(&set, TENSOR_ENTRY, e, dtype, err);
+    int rc = add_tensor(&set, TENSOR_ENTRY, e, dtype, one_dim, err);
     if (rc == 0) {
         PickleValue *root = pickle_new(&doc, PICKLE_DICT);
         PickleValue *t = pickle_new_tensor(&doc, TENSOR_ENTRY, false, false);
@@ -67,7 +70,7 @@ static int save_single_torch(const Embedding *e, const char *path, const char *k
 }
 
 int embedding_save_kohya_pt(const Embedding *e, const char *path, DType dtype, Error *err) {
-    return save_single_torch(e, path, "emb_params", dtype, err);
+    return save_single_torch(e, path, "emb_params", dtype, false, err);
 }
 
 static char *stem_of(const char *path) {
@@ -86,7 +89,8 @@ int embedding_save_a1111_pt(const Embedding *e, const char *path, DType dtype, E
     tensor_set_init(&set);
     pickle_doc_init(&doc);
     char *name = stem_of(path);
-    int rc = name ? add_tensor(&set, TENSOR_ENTRY, e, dtype, err) : error_set(err, "out of memory");
+    int rc = name ? add_tensor(&set, TENSOR_ENTRY, e, dtype, false, err)
+                  : error_set(err, "out of memory");
     if (rc == 0) {
         /* A1111 sets vec.requires_grad during training; create_embedding (step 0) saves a plain
          * tensor. */
@@ -123,10 +127,10 @@ int embedding_save_diffusers(const Embedding *e, const char *path, const char *t
     if (!token || !token[0])
         return error_set(err, "%s: a diffusers embedding needs a token name", path);
     if (!path_has_suffix(path, ".safetensors"))
-        return save_single_torch(e, path, token, dtype, err);
+        return save_single_torch(e, path, token, dtype, e->one_dim, err);
     TensorSet set;
     tensor_set_init(&set);
-    int rc = add_tensor(&set, token, e, dtype, err);
+    int rc = add_tensor(&set, token, e, dtype, e->one_dim, err);
     if (rc == 0)
         rc = tensor_set_set_meta(&set, "format", "pt", err);
     if (rc == 0)

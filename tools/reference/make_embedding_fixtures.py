@@ -48,7 +48,6 @@ Also seeds the embedding fuzzer's corpus (tests/fuzz/corpus/embedding/).
 """
 
 import datetime
-import io
 import json
 import os
 import shutil
@@ -59,7 +58,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ldm_convert import rewrite_torch_file_deterministic, torch_save_file  # noqa: E402
+from make_torch_fixtures import rewrite_legacy_keys, zero_serialization_id  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "fixtures", "embeddings")
@@ -115,50 +114,20 @@ def a1111_dict(vec, name, step, sd_checkpoint, sd_checkpoint_name, terms=None):
     }
 
 
-def torch_save_legacy(obj, path):
-    """torch.save(_use_new_zipfile_serialization=False). Its storage keys are memory
-    addresses (str(storage._cdata)); they are renumbered "0", "1", ... in the object pickle and
-    the key list (storage bytes follow the key list without keys), so regenerating gives the
-    same bytes. The result is checked to load as the original does."""
-    buf = io.BytesIO()
-    torch.save(obj, buf, _use_new_zipfile_serialization=False)
-    data = buf.getvalue()
-    import pickle
-    f = io.BytesIO(data)
-    magic = pickle.load(f)
-    proto = pickle.load(f)
-    sysinfo = pickle.load(f)
-    start = f.tell()
+def torch_save_file(obj, path):
+    """torch.save (zip), reproducibly: the random `.data/serialization_id` set to zeros where
+    torch keeps its CRC (make_torch_fixtures.zero_serialization_id)."""
+    torch.save(obj, path)
+    zero_serialization_id(path)
 
-    import pickletools
-    for op, _, pos in pickletools.genops(f):  # walks the object pickle without running it
-        if op.name == "STOP":
-            break
-    obj_end = f.tell()
-    f.seek(obj_end)
-    keys = pickle.load(f)
-    rest = f.read()
-    body = data[start:obj_end]
-    mapping = {k: str(i) for i, k in enumerate(keys)}
-    for old, new in mapping.items():
-        # pickled as BINUNICODE: 'X' + u32 length + bytes
-        old_b = old.encode()
-        new_b = new.encode()
-        body = body.replace(b"X" + len(old_b).to_bytes(4, "little") + old_b,
-                            b"X" + len(new_b).to_bytes(4, "little") + new_b)
-    out = io.BytesIO()
-    pickle.dump(magic, out, protocol=2)
-    pickle.dump(proto, out, protocol=2)
-    pickle.dump(sysinfo, out, protocol=2)
-    out.write(body)
-    pickle.dump([mapping[k] for k in keys], out, protocol=2)
-    out.write(data[len(data) - len(rest):])
-    with open(path, "wb") as fp:
-        fp.write(out.getvalue())
-    # Prove the rewrite kept the object.
-    a = torch.load(path, weights_only=False)
-    b = torch.load(io.BytesIO(data), weights_only=False)
-    assert repr(a) == repr(b), "legacy key renumbering changed the object"
+
+def torch_save_legacy(obj, path):
+    """torch.save(_use_new_zipfile_serialization=False) with its memory-address storage keys
+    renumbered (make_torch_fixtures.rewrite_legacy_keys); checked to load as saved."""
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
+    rewrite_legacy_keys(path)
+    back = torch.load(path, weights_only=False)
+    assert repr(back) == repr(obj), "legacy key renumbering changed the object"
 
 
 def main():
