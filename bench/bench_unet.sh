@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# UNet forward / forward + backward to encoder_hidden_states / the same with gradient
+# checkpointing on an SD1.5-shaped UNet with random weights: sdti vs diffusers (PyTorch CPU)
+# in the same run, same thread count, one process per pass so each peak RSS is that pass's
+# own. Prints seconds, peak RSS, the ratios sdti / PyTorch, achieved GFLOP/s of both against
+# the machine's sgemm peak (oneDNN sgemm 4096^3), and sdti's time per block kind.
+# Usage: bash bench/bench_unet.sh [build-dir] [threads] [latent] [passes...]
+#   latent: 64 (512x512 images, default) or 32 for a quick run; passes: fwd fwdbwd ckpt
+#   (default all three). SDTI_BENCH_PRECISION=fp16|bf16 sets sdti's weight storage;
+#   TORCH_BENCH_PRECISION=bf16 runs PyTorch under bf16 autocast; SDTI_BENCH_RUNS timed runs
+#   after one warm-up (default 1).
+set -euo pipefail
+build=${1:-build}
+threads=${2:-2}
+latent=${3:-64}
+shift $(( $# > 3 ? 3 : $# ))
+passes=("$@")
+[ ${#passes[@]} -gt 0 ] || passes=(fwd fwdbwd ckpt)
+py=build/refvenv/bin/python
+prec=${SDTI_BENCH_PRECISION:-fp32}
+tprec=${TORCH_BENCH_PRECISION:-fp32}
+runs=${SDTI_BENCH_RUNS:-1}
+
+# runs a command; echoes "<seconds of the pass> <peak RSS KiB> <flops>" and keeps its log
+measure() {
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f 'rss %M' -o "$log.time" "$@" >"$log" 2>"$log.err" || { cat "$log.err" >&2; exit 1; }
+  echo "$(awk '/^seconds/ {print $2}' "$log") $(awk '/^rss/ {print $2}' "$log.time") $(awk '/^flops/ {print $2} END {if (!NR) print 0}' "$log")"
+  grep -E '^(breakdown|arena_mib|weights_mib)' "$log" >>"$notes" || true
+  rm -f "$log" "$log.time" "$log.err"
+}
+
+notes=$(mktemp)
+read -r gs _ gf < <(measure "$build/bench/bench_unet" sgemm 4096 "$threads")
+peak=$(awk -v f="$gf" -v s="$gs" 'BEGIN {printf "%.0f", f / s / 1e9}')
+echo "sgemm 4096^3 (oneDNN, $threads threads): $peak GFLOP/s; sdti weights $prec, PyTorch $tprec, latent ${latent}x${latent}"
+printf '%-8s %9s %9s %7s %10s %10s %7s %14s %14s\n' pass "sdti s" "torch s" ratio "sdti MiB" "torch MiB" ratio "sdti GFLOP/s" "torch GFLOP/s"
+for p in "${passes[@]}"; do
+  : >"$notes"
+  read -r ts tr tf < <(measure "$build/bench/bench_unet" "$p" "$latent" "$threads" "$prec" "$runs")
+  read -r ps pr _ < <(measure "$py" bench/bench_unet.py "$p" "$latent" "$threads" "$tprec" "$runs")
+  awk -v c="$p" -v ts="$ts" -v ps="$ps" -v tr="$tr" -v pr="$pr" -v f="$tf" -v pk="$peak" 'BEGIN {
+    printf "%-8s %9.2f %9.2f %7.2f %10.0f %10.0f %7.2f %8.0f (%2.0f%%) %8.0f (%2.0f%%)\n", c, ts, ps, ts / ps,
+      tr / 1024, pr / 1024, tr / pr, f / ts / 1e9, 100 * f / ts / 1e9 / pk, f / ps / 1e9, 100 * f / ps / 1e9 / pk }'
+  sed 's/^/    /' "$notes"
+done
+rm -f "$notes"
