@@ -21,6 +21,7 @@ import os
 import random
 import re
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -351,8 +352,27 @@ def lanczos_fixture():
     save_file(t, os.path.join(OUT, "lanczos_expected.safetensors"))
 
 
+def latent_npz_fixture():
+    """A cache file as strategy_base.save_latents_to_disk writes it (np.savez of float32
+    latents [4, H/8, W/8], int64 original_size, float64 crop_ltrb, latents_flipped)."""
+    rng = np.random.default_rng(7)
+    lat = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, latents=lat, original_size=np.array((20, 30)),
+             crop_ltrb=np.array((0.0, 1, 16.0, 23)), latents_flipped=lat[:, :, ::-1].copy())
+    # np.savez stamps each record with the current time; re-pack the same records (stored,
+    # zip64 as numpy writes them) with a fixed time so the fixture is reproducible.
+    buf.seek(0)
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(os.path.join(OUT, "cache_0020x0030_sd.npz"), "w") as dst:
+        for info in src.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            with dst.open(fixed, "w", force_zip64=True) as f:
+                f.write(src.read(info.filename))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    latent_npz_fixture()
     meta = write_images()
     with open(os.path.join(OUT, "images.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
