@@ -1,0 +1,289 @@
+// labels: unit
+/* kohya's TI token set-up against kohya's own steps run with transformers on the tiny fixture
+ * models (tools/reference/make_embedding_fixtures.py -> embeddings/ti_tokens.*): token names,
+ * ids, vocabulary size, init-word ids, the initialised rows (copies: max|ours - ref| /
+ * max|ref| must be exactly 0, and every original row stays bit-identical), the caption
+ * rewrite and the ids of rewritten captions, which strings are refused (tokenizer.add_tokens'
+ * count), init words without tokens, and --weights (continue an embedding; count and width
+ * mismatches). */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/file_util.h"
+#include "formats/safetensors.h"
+#include "models/model_files.h"
+#include "test_util.h"
+#include "text/embedding_file.h"
+#include "text/ti_tokens.h"
+#include "text/tokenizer.h"
+
+static cJSON *spec;
+static TensorSet rows_ref;
+
+static const char *fixture2(const char *a, const char *b) {
+    static char path[1024];
+    snprintf(path, sizeof path, "%s%s", test_fixture(a), b);
+    return path;
+}
+
+static Tokenizer *model_tokenizer(const char *model) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/diffusers/tokenizer", model);
+    Tokenizer *t = NULL;
+    Error err = {{0}};
+    CHECK_OK(tokenizer_load_dir(test_fixture(rel), &t, &err), &err);
+    return t;
+}
+
+/* The text encoder's token-embedding matrix grown to `rows` (new rows zero). */
+static float *model_token_embeds(const char *model, int rows, int *dim_out, int *base_rows) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s/diffusers", model);
+    ModelFiles mf;
+    ModelOpenOptions opts = {0};
+    Error err = {{0}};
+    if (model_files_open(test_fixture(rel), &opts, &mf, &err) != 0) {
+        CHECKF(false, "%s", err.message);
+        return NULL;
+    }
+    const NamedTensor *t = tensor_set_find(&mf.components[COMPONENT_TEXT_ENCODER],
+                                           "text_model.embeddings.token_embedding.weight");
+    float *m = NULL;
+    CHECK(t != NULL && t->ndim == 2 && t->shape[0] <= rows);
+    if (t && t->shape[0] <= rows) {
+        *dim_out = (int)t->shape[1];
+        *base_rows = (int)t->shape[0];
+        m = calloc((size_t)rows * (size_t)t->shape[1], sizeof *m);
+        CHECK_OK(tensor_to_f32(t, m, &err), &err);
+    }
+    model_files_close(&mf);
+    return m;
+}
+
+static bool ids_equal(const int *ids, int n, const cJSON *arr) {
+    if (cJSON_GetArraySize(arr) != n)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (cJSON_GetArrayItem(arr, i)->valueint != ids[i])
+            return false;
+    return true;
+}
+
+static void test_case(const cJSON *c) {
+    const char *model = cJSON_GetObjectItem(c, "model")->valuestring;
+    const char *s = cJSON_GetObjectItem(c, "token_string")->valuestring;
+    int n = cJSON_GetObjectItem(c, "num_vectors")->valueint;
+    const char *init = cJSON_GetObjectItem(c, "init_word")->valuestring;
+    Tokenizer *tok = model_tokenizer(model);
+    if (!tok)
+        return;
+    TiTokens t;
+    Error err = {{0}};
+    if (ti_tokens_add(tok, s, n, init, &t, &err) != 0) {
+        CHECKF(false, "%s %s: %s", model, s, err.message);
+        tokenizer_free(tok);
+        return;
+    }
+    const cJSON *names = cJSON_GetObjectItem(c, "token_strings");
+    for (int i = 0; i < n; i++)
+        CHECKF(strcmp(t.names[i], cJSON_GetArrayItem(names, i)->valuestring) == 0,
+               "%s: name %d '%s'", s, i, t.names[i]);
+    CHECKF(ids_equal(t.ids, n, cJSON_GetObjectItem(c, "token_ids")), "%s: ids %d..", s, t.ids[0]);
+    CHECKF(tokenizer_vocab_size(tok) == cJSON_GetObjectItem(c, "vocab_size")->valueint,
+           "%s: vocab size %d", s, tokenizer_vocab_size(tok));
+    CHECKF(ids_equal(t.init_ids, t.init_count, cJSON_GetObjectItem(c, "init_ids")), "%s: init ids",
+           s);
+    CHECKF(strcmp(t.replacement, cJSON_GetObjectItem(c, "replace_to")->valuestring) == 0,
+           "%s: replacement '%s'", s, t.replacement);
+    /* kohya's note: only when the init word has several tokens but not N */
+    bool noted = t.init_note[0] != '\0';
+    CHECKF(noted == (t.init_count > 1 && t.init_count != n), "%s: note '%s'", s, t.init_note);
+    if (noted)
+        CHECK(strstr(t.init_note, t.init_count < n ? "repeated" : "truncated") != NULL);
+
+    /* init rows vs kohya's rows */
+    int rows = tokenizer_vocab_size(tok), dim = 0, base = 0;
+    float *m = model_token_embeds(model, rows, &dim, &base);
+    if (m) {
+        float *orig = malloc((size_t)base * (size_t)dim * sizeof *orig);
+        memcpy(orig, m, (size_t)base * (size_t)dim * sizeof *orig);
+        CHECK_OK(ti_tokens_init_rows(&t, m, rows, dim, &err), &err);
+        const NamedTensor *ref =
+            tensor_set_find(&rows_ref, cJSON_GetObjectItem(c, "rows")->valuestring);
+        CHECK(ref && ref->shape[0] == n && ref->shape[1] == dim);
+        if (ref && ref->shape[0] == n && ref->shape[1] == dim) {
+            const float *r = ref->data, *ours = m + (size_t)t.ids[0] * (size_t)dim;
+            double diff = 0, mx = 0;
+            for (size_t i = 0; i < (size_t)n * (size_t)dim; i++) {
+                diff = fmax(diff, fabs((double)ours[i] - r[i]));
+                mx = fmax(mx, fabs((double)r[i]));
+            }
+            CHECKF(diff / mx == 0, "%s: init rows differ from kohya's, max rel error %g", s,
+                   diff / mx);
+        }
+        CHECKF(memcmp(orig, m, (size_t)base * (size_t)dim * sizeof *orig) == 0,
+               "%s: an original row changed", s);
+        free(orig);
+        free(m);
+    }
+
+    /* captions */
+    const cJSON *cap;
+    cJSON_ArrayForEach(cap, cJSON_GetObjectItem(c, "captions")) {
+        const char *in = cJSON_GetObjectItem(cap, "caption")->valuestring;
+        const char *want = cJSON_GetObjectItem(cap, "rewritten")->valuestring;
+        char *got = ti_tokens_rewrite_caption(&t, in);
+        CHECKF(got && strcmp(got, want) == 0, "%s: '%s' -> '%s', kohya '%s'", s, in,
+               got ? got : "(null)", want);
+        int *ids = NULL, count = 0;
+        if (got && tokenizer_encode(tok, got, &ids, &count, &err) == 0) {
+            CHECKF(ids_equal(ids, count, cJSON_GetObjectItem(cap, "ids")), "%s: ids of '%s'", s,
+                   got);
+            free(ids);
+        } else {
+            CHECKF(false, "%s: %s", s, err.message);
+        }
+        free(got);
+    }
+    ti_tokens_free(&t);
+    tokenizer_free(tok);
+}
+
+static void test_refusals(void) {
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(spec, "refusals")) {
+        Tokenizer *tok = model_tokenizer("sd1-tiny");
+        if (!tok)
+            return;
+        int before = tokenizer_vocab_size(tok);
+        TiTokens t;
+        Error err = {{0}};
+        int rc = ti_tokens_add(tok, r->string, 1, NULL, &t, &err);
+        bool hf_added = r->valueint == 1;
+        if (hf_added) {
+            CHECKF(rc == 0, "'%s': HF adds it, we refused: %s", r->string, err.message);
+            if (rc == 0)
+                ti_tokens_free(&t);
+        } else {
+            CHECK_FAILS_WITH(rc, &err, "tokenizer has same word to token string");
+            CHECK(tokenizer_vocab_size(tok) == before);
+        }
+        tokenizer_free(tok);
+    }
+    /* one of the later names taken: nothing is added */
+    Tokenizer *tok = model_tokenizer("sd1-tiny");
+    if (!tok)
+        return;
+    int id;
+    Error err = {{0}};
+    CHECK_OK(tokenizer_add_token(tok, "mychar2", &id, &err), &err);
+    int before = tokenizer_vocab_size(tok);
+    TiTokens t;
+    CHECK_FAILS_WITH(ti_tokens_add(tok, "mychar", 4, "girl", &t, &err), &err, "\"mychar2\"");
+    CHECK(tokenizer_vocab_size(tok) == before && tokenizer_token_id(tok, "mychar") < 0);
+    /* an init word without tokens */
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItem(spec, "empty_init_ids")) {
+        CHECK(cJSON_GetArraySize(w) == 0);
+        CHECK_FAILS_WITH(ti_tokens_add(tok, "newtok", 2, w->string, &t, &err), &err,
+                         "gives no tokens");
+        CHECK(tokenizer_token_id(tok, "newtok") < 0);
+    }
+    CHECK_FAILS_WITH(ti_tokens_add(tok, "", 1, NULL, &t, &err), &err, "--token_string");
+    CHECK_FAILS_WITH(ti_tokens_add(tok, "abcq", 0, NULL, &t, &err), &err,
+                     "--num_vectors_per_token 0");
+    /* without --init_word the rows are left to the caller */
+    CHECK_OK(ti_tokens_add(tok, "zqx", 2, NULL, &t, &err), &err);
+    float m[(49411 + 2) * 2];
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        m[i] = (float)i;
+    CHECK(tokenizer_vocab_size(tok) <= 49413);
+    CHECK_OK(ti_tokens_init_rows(&t, m, tokenizer_vocab_size(tok), 2, &err), &err);
+    CHECK(m[(size_t)t.ids[1] * 2 + 1] == (float)(t.ids[1] * 2 + 1));
+    CHECK_FAILS_WITH(ti_tokens_init_rows(&t, m, t.ids[1], 2, &err), &err, "rows");
+    ti_tokens_free(&t);
+    tokenizer_free(tok);
+}
+
+/* --weights: kohya's load_weights overwrites the new rows with the file's. */
+static void test_weights(void) {
+    Tokenizer *tok = model_tokenizer("sd1-tiny");
+    if (!tok)
+        return;
+    TiTokens t;
+    Error err = {{0}};
+    CHECK_OK(ti_tokens_add(tok, "mychar", 3, "girl", &t, &err), &err);
+    int rows = tokenizer_vocab_size(tok), dim = 0, base = 0;
+    float *m = model_token_embeds("sd1-tiny", rows, &dim, &base);
+    if (!m) {
+        ti_tokens_free(&t);
+        tokenizer_free(tok);
+        return;
+    }
+    CHECK_OK(ti_tokens_init_rows(&t, m, rows, dim, &err), &err);
+    Embedding w;
+    const char *path = fixture2("embeddings/", "kohya-sd1.safetensors");
+    CHECK_OK(embedding_load(path, &w, &err), &err);
+    CHECK_OK(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err);
+    CHECK(memcmp(m + (size_t)t.ids[0] * (size_t)dim, w.data,
+                 (size_t)w.num_vectors * (size_t)dim * sizeof(float)) == 0);
+    embedding_free(&w);
+    /* four vectors into three */
+    path = fixture2("embeddings/", "a1111-sd1.pt");
+    CHECK_OK(embedding_load(path, &w, &err), &err);
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err,
+                     "holds 4 vectors but --num_vectors_per_token is 3");
+    embedding_free(&w);
+    ti_tokens_free(&t);
+    /* an SD1.x-wide vector into the 8-wide model; an all-zero embedding */
+    CHECK_OK(ti_tokens_add(tok, "zzsolo", 1, "dog", &t, &err), &err);
+    path = fixture2("embeddings/", "concept-768.bin");
+    CHECK_OK(embedding_load(path, &w, &err), &err);
+    CHECK_FAILS_WITH(
+        ti_tokens_load_weights(&t, &w, path, m, tokenizer_vocab_size(tok) - 1, dim, &err), &err,
+        "rows");
+    free(m);
+    rows = tokenizer_vocab_size(tok);
+    m = calloc((size_t)rows * (size_t)dim, sizeof *m);
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err,
+                     "768 wide); the model's text encoder is 8 wide");
+    embedding_free(&w);
+    ti_tokens_free(&t);
+    CHECK_OK(ti_tokens_add(tok, "zeroed", 2, NULL, &t, &err), &err);
+    free(m);
+    rows = tokenizer_vocab_size(tok);
+    m = calloc((size_t)rows * (size_t)dim, sizeof *m);
+    path = fixture2("embeddings/", "a1111-zero.pt");
+    CHECK_OK(embedding_load(path, &w, &err), &err);
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err, "all zeros");
+    embedding_free(&w);
+    ti_tokens_free(&t);
+    free(m);
+    tokenizer_free(tok);
+}
+
+int main(void) {
+    size_t size;
+    char *text = NULL;
+    Error err = {{0}};
+    CHECK_OK(file_read_all(fixture2("embeddings/", "ti_tokens.json"), &text, &size, &err), &err);
+    spec = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    tensor_set_init(&rows_ref);
+    CHECK_OK(safetensors_open(fixture2("embeddings/", "ti_tokens.safetensors"), &rows_ref, &err),
+             &err);
+    CHECK(spec != NULL);
+    if (spec) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(spec, "cases")) test_case(c);
+        test_refusals();
+        test_weights();
+    }
+    cJSON_Delete(spec);
+    tensor_set_free(&rows_ref);
+    return test_finish();
+}
