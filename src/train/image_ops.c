@@ -310,7 +310,10 @@ int image_resize_kohya(const Image *in, int width, int height, ResizeMethod meth
 
 /* ------------------------------------------------------------------------------------------ */
 
-static int crop(Image *image, int x0, int y0, int w, int h, Error *err) {
+int image_crop(Image *image, int x0, int y0, int w, int h, Error *err) {
+    if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > image->width || y0 + h > image->height)
+        return error_set(err, "crop %dx%d at (%d, %d) lies outside the %dx%d image", w, h, x0, y0,
+                         image->width, image->height);
     Image out;
     if (new_image(&out, w, h, image->channels, err) != 0)
         return -1;
@@ -347,7 +350,7 @@ int image_trim_and_resize(Image *image, int bucket_w, int bucket_h, int resized_
         return error_set(err, "image is %dx%d after resizing, smaller than its bucket %dx%d", w, h,
                          bucket_w, bucket_h);
     if (x0 || y0 || w != image->width || h != image->height)
-        return crop(image, x0, y0, w, h, err);
+        return image_crop(image, x0, y0, w, h, err);
     return 0;
 }
 

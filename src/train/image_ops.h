@@ -34,6 +34,9 @@ int image_resize_kohya(const Image *in, int width, int height, ResizeMethod meth
 int image_trim_and_resize(Image *image, int bucket_w, int bucket_h, int resized_w, int resized_h,
                           bool random_crop, PyRandom *rng, ResizeMethod method, Error *err);
 
+/* Replaces *image by its w x h part at (x0, y0). */
+int image_crop(Image *image, int x0, int y0, int w, int h, Error *err);
+
 void image_flip_horizontal(Image *image);
 
 /* AugHelper.color_aug: with probability 0.33, either a hue shift of uniform(-8, 8) OpenCV hue

@@ -370,8 +370,106 @@ def latent_npz_fixture():
                 f.write(src.read(info.filename))
 
 
+# ------------------------------------------------------------------------------------------
+# A whole DreamBooth dataset: DreamBoothDataset.__init__ (glob, read_caption, reg balancing),
+# BaseDataset.make_buckets (sizes, select_bucket, add_image x repeats, sort, batches) and
+# shuffle_buckets (random.seed(seed + epoch); shuffle batches, then every bucket), then the
+# flip draw and process_caption of __getitem__ for the first batches of epoch 1.
+
+TREE = os.path.join(OUT, "tree")
+TREE_LAYOUT = {  # folder -> [(name, w, h, caption or None)]
+    "train/5_mychar": [("a.png", 40, 24, "mychar, red, blue, green"), ("b.png", 24, 40, None),
+                       ("c.jpg", 32, 32, "mychar, {cat|dog}, sitting")],
+    "train/notes": [],
+    "reg/1_girl": [("r1.png", 32, 32, None), ("r2.png", 48, 16, "girl, standing"),
+                   ("r3.webp", 16, 48, None)],
+}
+TREE_SEED = 1234
+
+
+def write_tree():
+    for folder, files in TREE_LAYOUT.items():
+        os.makedirs(os.path.join(TREE, folder), exist_ok=True)
+        for name, w, h, caption in files:
+            img = Image.fromarray(pattern(w, h, 3))
+            kw = {"quality": 90} if name.endswith(".jpg") else {"lossless": True} if name.endswith(".webp") else {}
+            img.save(os.path.join(TREE, folder, name), **kw)
+            if caption is not None:
+                with open(os.path.join(TREE, folder, os.path.splitext(name)[0] + ".txt"), "w") as f:
+                    f.write(caption + "\n")
+
+
+def tree_fixture():
+    write_tree()
+    # config: --train_data_dir tree/train --reg_data_dir tree/reg --resolution 128
+    # --enable_bucket --min_bucket_reso 64 --max_bucket_reso 256 --train_batch_size 2
+    # --caption_extension .txt --flip_aug --shuffle_caption --enable_wildcard
+    subsets = [("train/5_mychar", 5, "mychar", False), ("reg/1_girl", 1, "girl", True)]
+    infos, reg_infos, n_train, n_reg = [], [], 0, 0
+    for folder, repeats, cls, is_reg in subsets:
+        names = sorted(n for n, *_ in TREE_LAYOUT[folder])
+        for name in names:
+            w, h, cap = next((w, h, c) for n, w, h, c in TREE_LAYOUT[folder] if n == name)
+            info = {"path": folder + "/" + name, "repeats": repeats, "is_reg": is_reg,
+                    "caption": cap if cap is not None else cls, "size": [w, h]}
+            (reg_infos if is_reg else infos).append(info)
+        if is_reg:
+            n_reg += repeats * len(names)
+        else:
+            n_train += repeats * len(names)
+    n, first = 0, True
+    while n < n_train:
+        for info in reg_infos:
+            if first:
+                infos.append(info)
+                n += info["repeats"]
+            else:
+                info["repeats"] += 1
+                n += 1
+            if n >= n_train:
+                break
+        first = False
+    max_reso, steps = (128, 128), 64
+    resos = make_bucket_resolutions(max_reso, 64, 256, steps)
+    bucket_list = []
+    for info in infos:
+        reso, resized = select_bucket(False, max_reso, steps, resos, *info["size"])
+        info["bucket"], info["resized"] = list(reso), list(resized)
+        if reso not in bucket_list:
+            bucket_list.append(reso)
+    bucket_list.sort()
+    buckets = [[i for i, info in enumerate(infos) for _ in range(info["repeats"]) if tuple(info["bucket"]) == r]
+               for r in bucket_list]
+    batch_size = 2
+    batches = [[b, k] for b, items in enumerate(buckets) for k in range(math.ceil(len(items) / batch_size))]
+    rng = random.Random()
+
+    def shuffle(seed):
+        rng.seed(seed)
+        rng.shuffle(batches)
+        for items in buckets:
+            rng.shuffle(items)
+    shuffle(0)
+    after_build = {"batches": [list(b) for b in batches], "buckets": [list(x) for x in buckets]}
+    shuffle(TREE_SEED + 1)
+    after_epoch1 = {"batches": [list(b) for b in batches], "buckets": [list(x) for x in buckets]}
+    samples = []
+    rules = {"shuffle_caption": True, "enable_wildcard": True}
+    for b, k in batches[:3]:
+        for idx in buckets[b][k * batch_size:(k + 1) * batch_size]:
+            flipped = rng.random() < 0.5
+            # enable_wildcard: read_caption joins the non-empty stripped lines
+            samples.append({"image": idx, "flipped": flipped,
+                            "caption": process_caption(rng, rules, infos[idx]["caption"], [["mychar", "mychar mychar1"]])})
+    return {"seed": TREE_SEED, "images": infos, "bucket_resos": [list(r) for r in bucket_list],
+            "after_build": after_build, "after_epoch1": after_epoch1, "samples": samples,
+            "num_train_images": n_train, "num_reg_images": n_reg}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "tree.json"), "w") as f:
+        json.dump(tree_fixture(), f, indent=1)
     latent_npz_fixture()
     meta = write_images()
     with open(os.path.join(OUT, "images.json"), "w") as f:
