@@ -12,16 +12,16 @@
  * when there are fewer such tasks than needed to balance the threads, query ranges get
  * private dK/dV buffers that are summed afterwards.
  *
- * The block products are OpenBLAS sgemm calls on strided views (heads are interleaved in
- * the width, so a head's rows are head_dim floats every heads * head_dim). OpenMP runs the
- * tasks; OpenBLAS is held to one thread meanwhile so the two never oversubscribe. */
+ * The block products are attention_kernels.c's single-threaded kernels on strided views
+ * (heads are interleaved in the width, so a head's rows are head_dim floats every
+ * heads * head_dim); key tiles are transposed into scratch once per use so every product
+ * streams contiguous rows. OpenMP runs the tasks. */
 #include "nn/attention.h"
 
 #include "nn/attention_internal.h"
 #include "nn/attention_kernels.h"
 #include "nn/nn_context_internal.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <math.h>
 #include <stdlib.h>
@@ -89,21 +89,22 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
     const int Bk = t->kv_tile < Lk ? t->kv_tile : Lk;
     const int nqt = (Lq + Bq - 1) / Bq;
     const int threads = ctx ? ctx->threads : 1;
-    const size_t per_thread = (size_t)Bq * Bk + (size_t)Bq * d + 2 * (size_t)Bq + 16;
+    /* S [Bq x Bk], acc [Bq x d], K tile transposed [d x Bk], m and l [Bq] */
+    const size_t per_thread = (size_t)Bq * Bk + (size_t)Bq * d + (size_t)d * Bk + 2 * (size_t)Bq;
+    const size_t stride = (per_thread + 15) & ~(size_t)15;
     float *scratch = scratch_alloc(per_thread, threads);
     if (!scratch)
         return error_set(err, "attention_forward: out of memory for %d x %zu floats of scratch",
                          threads, per_thread);
-    const size_t stride = (per_thread + 15) & ~(size_t)15;
     const long long tasks = (long long)B * H * nqt;
     const float scale = s->scale;
 
-    openblas_set_num_threads(1);
 #pragma omp parallel num_threads(threads)
     {
         float *S = scratch + stride * (size_t)omp_get_thread_num();
         float *acc = S + (size_t)Bq * Bk;
-        float *m = acc + (size_t)Bq * d;
+        float *kt = acc + (size_t)Bq * d;
+        float *m = kt + (size_t)d * Bk;
         float *l = m + Bq;
 #pragma omp for schedule(dynamic, 1)
         for (long long task = 0; task < tasks; task++) {
@@ -123,8 +124,8 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             memset(acc, 0, (size_t)nq * d * sizeof *acc);
             for (int j0 = 0; j0 < kend; j0 += Bk) {
                 const int nk = kend - j0 < Bk ? kend - j0 : Bk;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, qb, ld,
-                            kb + (size_t)j0 * ld, ld, 0.0f, S, Bk);
+                attn_transpose(kb + (size_t)j0 * ld, nk, d, ld, kt, Bk);
+                attn_gemm(nq, nk, d, scale, qb, ld, 1, kt, Bk, 0.0f, S, Bk);
                 if (s->causal && j0 + nk - 1 > i0)
                     mask_causal(S, Bk, i0, nq, j0, nk);
                 for (int i = 0; i < nq; i++) {
@@ -146,8 +147,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
                     l[i] = l[i] * corr + sum;
                     m[i] = mx;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, S, Bk,
-                            vb + (size_t)j0 * ld, ld, 1.0f, acc, d);
+                attn_gemm(nq, d, nk, 1.0f, S, Bk, 1, vb + (size_t)j0 * ld, ld, 1.0f, acc, d);
             }
             float *ob = out + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
             for (int i = 0; i < nq; i++) {
@@ -164,7 +164,6 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             }
         }
     }
-    openblas_set_num_threads(threads);
     free(scratch);
     return 0;
 }
@@ -206,39 +205,41 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
     const int threads = ctx ? ctx->threads : 1;
     const int splits = backward_splits(s, threads, nqt);
     const float scale = s->scale;
+    const int need_dp = dq || dk; /* dP and dS are needed for dq and dk only */
 
-    const size_t per_thread = 2 * (size_t)Bq * Bk + (size_t)Bq * d + (size_t)Bq + 16;
+    /* P and dP [Bq x Bk]; K and V tiles transposed [d x Bk]; dK and dV of the key tile
+     * [Bk x d]; D [Lq]. */
+    const size_t per_thread =
+        2 * (size_t)Bq * Bk + 2 * (size_t)d * Bk + 2 * (size_t)Bk * d + (size_t)Lq;
     const size_t stride = (per_thread + 15) & ~(size_t)15;
     float *scratch = scratch_alloc(per_thread, threads);
     /* Private dK/dV per (batch, head, split) when split; [Lk x d] each, dense. */
-    float *priv = NULL;
+    const int nbuf = (dk ? 1 : 0) + (dv ? 1 : 0);
     const size_t priv_one = (size_t)Lk * d;
     const long long tasks = (long long)B * H * splits;
-    if (splits > 1) {
-        size_t n = priv_one * (size_t)tasks * ((dk ? 1 : 0) + (dv ? 1 : 0));
-        priv = n ? calloc(n, sizeof *priv) : NULL;
-        if (n && !priv) {
+    float *priv = NULL;
+    if (splits > 1 && nbuf) {
+        priv = malloc(priv_one * (size_t)tasks * nbuf * sizeof *priv);
+        if (!priv) {
             free(scratch);
-            return error_set(err, "attention_backward_input: out of memory for %zu floats", n);
+            return error_set(err, "attention_backward_input: out of memory for %zu floats",
+                             priv_one * (size_t)tasks * nbuf);
         }
     }
     if (!scratch) {
         free(priv);
         return error_set(err, "attention_backward_input: out of memory for scratch");
     }
-    /* Outputs are accumulated into. */
-    if (dk && splits == 1)
-        memset(dk, 0, (size_t)B * Lk * ld * sizeof *dk);
-    if (dv && splits == 1)
-        memset(dv, 0, (size_t)B * Lk * ld * sizeof *dv);
 
-    openblas_set_num_threads(1);
 #pragma omp parallel num_threads(threads)
     {
         float *P = scratch + stride * (size_t)omp_get_thread_num();
         float *dP = P + (size_t)Bq * Bk;
-        float *dqa = dP + (size_t)Bq * Bk;
-        float *D = dqa + (size_t)Bq * d;
+        float *kt = dP + (size_t)Bq * Bk;
+        float *vt = kt + (size_t)d * Bk;
+        float *dkj = vt + (size_t)d * Bk;
+        float *dvj = dkj + (size_t)Bk * d;
+        float *D = dvj + (size_t)Bk * d;
 #pragma omp for schedule(dynamic, 1)
         for (long long task = 0; task < tasks; task++) {
             const int sp = (int)(task % splits);
@@ -246,75 +247,77 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
             const int b = (int)(task / ((long long)splits * H));
             const int qt_begin = (int)((long long)nqt * sp / splits);
             const int qt_end = (int)((long long)nqt * (sp + 1) / splits);
+            const int r_begin = qt_begin * Bq, r_end = qt_end * Bq < Lq ? qt_end * Bq : Lq;
             const size_t head_off = (size_t)h * d;
             const float *kb = k + (size_t)b * Lk * ld + head_off;
             const float *vb = v + (size_t)b * Lk * ld + head_off;
-            float *dkb = NULL, *dvb = NULL;
-            int lddkv = ld;
-            if (splits == 1) {
-                if (dk)
-                    dkb = dk + (size_t)b * Lk * ld + head_off;
-                if (dv)
-                    dvb = dv + (size_t)b * Lk * ld + head_off;
-            } else {
-                float *mine = priv + priv_one * (size_t)task * ((dk ? 1 : 0) + (dv ? 1 : 0));
-                if (dk) {
-                    dkb = mine;
-                    mine += priv_one;
-                }
-                if (dv)
-                    dvb = mine;
-                lddkv = d;
-            }
-            for (int qt = qt_begin; qt < qt_end; qt++) {
-                const int i0 = qt * Bq;
-                const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
-                const size_t row0 = ((size_t)b * Lq + i0) * ld + head_off;
-                const float *qb = q + row0, *ob = out + row0, *dob = dout + row0;
-                const float *lr = lse + ((size_t)b * H + h) * Lq + i0;
-                const int kend = visible_keys(s, i0, nq);
-                for (int i = 0; i < nq; i++)
-                    D[i] = attn_dot(dob + (size_t)i * ld, ob + (size_t)i * ld, d);
+            const float *lr = lse + ((size_t)b * H + h) * Lq;
+            for (int r = r_begin; r < r_end; r++) {
+                const size_t row = ((size_t)b * Lq + r) * ld + head_off;
+                D[r] = attn_dot(dout + row, out + row, d);
                 if (dq)
-                    memset(dqa, 0, (size_t)nq * d * sizeof *dqa);
-                for (int j0 = 0; j0 < kend; j0 += Bk) {
-                    const int nk = kend - j0 < Bk ? kend - j0 : Bk;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, scale, qb, ld,
-                                kb + (size_t)j0 * ld, ld, 0.0f, P, Bk);
+                    memset(dq + row, 0, (size_t)d * sizeof *dq);
+            }
+            float *mine = priv ? priv + priv_one * (size_t)task * nbuf : NULL;
+            /* Key tiles outside, so the tile's K, V (transposed) and its dK, dV stay in cache
+             * while the query tiles stream past (FlashAttention-2's backward order). */
+            for (int j0 = 0; j0 < Lk; j0 += Bk) {
+                const int nk = Lk - j0 < Bk ? Lk - j0 : Bk;
+                if (dk)
+                    memset(dkj, 0, (size_t)nk * d * sizeof *dkj);
+                if (dv)
+                    memset(dvj, 0, (size_t)nk * d * sizeof *dvj);
+                int transposed = 0;
+                for (int qt = qt_begin; qt < qt_end; qt++) {
+                    const int i0 = qt * Bq;
+                    const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
+                    if (s->causal && i0 + nq - 1 < j0)
+                        continue; /* every key of the tile is in these queries' future */
+                    if (!transposed) {
+                        attn_transpose(kb + (size_t)j0 * ld, nk, d, ld, kt, Bk);
+                        if (need_dp)
+                            attn_transpose(vb + (size_t)j0 * ld, nk, d, ld, vt, Bk);
+                        transposed = 1;
+                    }
+                    const size_t row0 = ((size_t)b * Lq + i0) * ld + head_off;
+                    const float *qb = q + row0, *dob = dout + row0;
+                    attn_gemm(nq, nk, d, scale, qb, ld, 1, kt, Bk, 0.0f, P, Bk);
                     if (s->causal && j0 + nk - 1 > i0)
                         mask_causal(P, Bk, i0, nq, j0, nk);
                     for (int i = 0; i < nq; i++)
-                        attn_exp_sub(P + (size_t)i * Bk, nk, lr[i]);
-                    if (dvb)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, P, Bk,
-                                    dob, ld, 1.0f, dvb + (size_t)j0 * lddkv, lddkv);
-                    if (!dq && !dkb)
+                        attn_exp_sub(P + (size_t)i * Bk, nk, lr[i0 + i]);
+                    if (dv) /* dV_j += P^T dO_i */
+                        attn_gemm(nk, d, nq, 1.0f, P, 1, Bk, dob, ld, 1.0f, dvj, d);
+                    if (!need_dp)
                         continue;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, dob, ld,
-                                vb + (size_t)j0 * ld, ld, 0.0f, dP, Bk);
+                    attn_gemm(nq, nk, d, 1.0f, dob, ld, 1, vt, Bk, 0.0f, dP, Bk);
                     for (int i = 0; i < nq; i++) {
                         float *pr = P + (size_t)i * Bk, *dpr = dP + (size_t)i * Bk;
-                        const float Di = D[i];
+                        const float Di = D[i0 + i];
                         for (int j = 0; j < nk; j++)
                             dpr[j] = pr[j] * (dpr[j] - Di);
                     }
-                    if (dq)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, scale, dP,
-                                    Bk, kb + (size_t)j0 * ld, ld, 1.0f, dqa, d);
-                    if (dkb)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, scale, dP,
-                                    Bk, qb, ld, 1.0f, dkb + (size_t)j0 * lddkv, lddkv);
+                    if (dq) /* dQ_i += scale dS K_j */
+                        attn_gemm(nq, d, nk, scale, dP, Bk, 1, kb + (size_t)j0 * ld, ld, 1.0f,
+                                  dq + row0, ld);
+                    if (dk) /* dK_j += scale dS^T Q_i */
+                        attn_gemm(nk, d, nq, scale, dP, 1, Bk, qb, ld, 1.0f, dkj, d);
                 }
-                if (dq) {
-                    float *dqb = dq + row0;
-                    for (int i = 0; i < nq; i++)
-                        memcpy(dqb + (size_t)i * ld, dqa + (size_t)i * d, (size_t)d * sizeof *dqa);
+                /* Store the key tile's gradients: into the outputs, or the private buffers. */
+                for (int j = 0; j < nk; j++) {
+                    const size_t orow = ((size_t)b * Lk + j0 + j) * ld + head_off;
+                    if (dk)
+                        memcpy(mine ? mine + (size_t)(j0 + j) * d : dk + orow, dkj + (size_t)j * d,
+                               (size_t)d * sizeof *dkj);
+                    if (dv)
+                        memcpy(mine ? mine + priv_one * (nbuf - 1) + (size_t)(j0 + j) * d
+                                    : dv + orow,
+                               dvj + (size_t)j * d, (size_t)d * sizeof *dvj);
                 }
             }
         }
-        if (splits > 1) {
+        if (priv) {
             /* Sum the private buffers into the outputs, rows split over the threads. */
-            const int nbuf = (dk ? 1 : 0) + (dv ? 1 : 0);
 #pragma omp for schedule(static)
             for (long long r = 0; r < (long long)B * Lk; r++) {
                 const int b = (int)(r / Lk), j = (int)(r % Lk);
@@ -335,7 +338,6 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
             }
         }
     }
-    openblas_set_num_threads(threads);
     free(priv);
     free(scratch);
     return 0;

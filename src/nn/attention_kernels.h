@@ -1,38 +1,25 @@
-/* The row operations inside attention's tiles (max, exp with sum, dot product). Kept in a
- * header so attention.c's loops inline them. */
+/* The block operations inside attention's tiles: a small matrix product on strided views, the
+ * row max / exp / sum of the online softmax, a dot product and a transposing copy. Each has an
+ * AVX-512 implementation chosen at run time when the CPU has it, and a portable one
+ * (oneDNN's sgemm for the product, plain loops for the rest) for other machines. */
 #ifndef SDTI_NN_ATTENTION_KERNELS_H
 #define SDTI_NN_ATTENTION_KERNELS_H
 
-#include <math.h>
+#include <stddef.h>
 
-static inline float attn_row_max(const float *x, int n) {
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++)
-        m = x[i] > m ? x[i] : m;
-    return m;
-}
+/* Row-major C[m x n] = alpha * A B + beta * C (beta 0: C is only written), where
+ * A(i, p) = a[i * a_row + p * a_col] (a_col = 1: A as stored; a_row = 1: A transposed) and
+ * B[p][j] = b[p * ldb + j]. Single-threaded: called inside attention's parallel loops. */
+void attn_gemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row, ptrdiff_t a_col,
+               const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc);
 
-/* x[i] = exp(x[i] - sub); returns the sum of the new values. */
-static inline float attn_exp_sub_sum(float *x, int n, float sub) {
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - sub);
-        sum += x[i];
-    }
-    return sum;
-}
-
-/* x[i] = exp(x[i] - sub). */
-static inline void attn_exp_sub(float *x, int n, float sub) {
-    for (int i = 0; i < n; i++)
-        x[i] = expf(x[i] - sub);
-}
-
-static inline float attn_dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
+float attn_row_max(const float *x, int n);
+/* x[i] = exp(x[i] - sub) (0 where x[i] is -inf); returns the sum of the new values. */
+float attn_exp_sub_sum(float *x, int n, float sub);
+/* x[i] = exp(x[i] - sub) (0 where x[i] is -inf). */
+void attn_exp_sub(float *x, int n, float sub);
+float attn_dot(const float *a, const float *b, int n);
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
+void attn_transpose(const float *src, int rows, int cols, ptrdiff_t lds, float *dst, ptrdiff_t ldd);
 
 #endif

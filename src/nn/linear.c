@@ -1,11 +1,16 @@
-/* Linear layer: both directions are one OpenBLAS sgemm each (see linear.h for shapes). The
- * bias is written into y first so the product can accumulate onto it (beta = 1), saving a
- * second pass over y. */
+/* Linear layer: both directions are one sgemm each (see linear.h for shapes). The bias is
+ * written into y first so the product can accumulate onto it (beta = 1), saving a second pass
+ * over y.
+ *
+ * The sgemm is oneDNN's, not OpenBLAS's: Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not
+ * recognise recent Xeons (it picks its "Prescott" SSE3 kernels, ~4x slower here), and
+ * oneDNN's threads are OpenMP's, the same pool as our loops and the convolutions, so the two
+ * runtimes never spin against each other on the cores. */
 #include "nn/linear.h"
 
 #include "nn/nn_context_internal.h"
 
-#include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
 static int check_sizes(const char *where, int rows, int in, int out, Error *err) {
@@ -28,8 +33,9 @@ int linear_forward(NnContext *ctx, int rows, int in, int out, const float *x, co
             memcpy(y + (size_t)r * out, bias, (size_t)out * sizeof *y);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, beta, y,
-                out);
+    if (dnnl_sgemm('N', 'T', rows, out, in, 1.0f, x, in, w, in, beta, y, out) != dnnl_success)
+        return error_set(err, "linear_forward: oneDNN sgemm failed (rows=%d in=%d out=%d)", rows,
+                         in, out);
     return 0;
 }
 
@@ -40,7 +46,9 @@ int linear_backward_input(NnContext *ctx, int rows, int in, int out, const float
         return -1;
     if (rows == 0)
         return 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in, out, 1.0f, dy, out, w, in,
-                accumulate ? 1.0f : 0.0f, dx, in);
+    if (dnnl_sgemm('N', 'N', rows, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx,
+                   in) != dnnl_success)
+        return error_set(err, "linear_backward_input: oneDNN sgemm failed (rows=%d in=%d out=%d)",
+                         rows, in, out);
     return 0;
 }

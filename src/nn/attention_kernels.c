@@ -1,0 +1,266 @@
+/* attention_kernels.h: AVX-512 block kernels with run-time dispatch and portable fallbacks.
+ *
+ * The product kernel keeps a block of R rows x (16 V) columns of C in registers (R = 6, V = 2:
+ * twelve accumulators, enough independent FMA chains to hide their latency), broadcasts one
+ * A element per row and loads one B row slice per step. The last column block uses masked
+ * loads and stores, so any n works without padding.
+ *
+ * exp: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, the Cephes degree-6 polynomial for
+ * e^r (relative error ~1e-7, the same order as expf), and 2^n applied with vscalefps. Inputs
+ * below -87.3 (including the -inf of masked scores) give exactly 0. */
+#include "nn/attention_kernels.h"
+
+#include <math.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ATTN_HAVE_AVX512_CODE 1
+#include <immintrin.h>
+#define AVX512        __attribute__((target("avx512f")))
+#define AVX512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
+#else
+#define ATTN_HAVE_AVX512_CODE 0
+#endif
+
+static int use_avx512(void) {
+#if ATTN_HAVE_AVX512_CODE
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+#define EXP_MIN -87.3f /* below: e^x is under float's smallest normal, taken as 0 */
+
+/* ---- portable ------------------------------------------------------------------------- */
+
+static void gemm_portable(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
+                          ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
+                          ptrdiff_t ldc) {
+    /* oneDNN's sgemm takes the transposed-A case as 'T' with lda = a_col. */
+    if (a_col == 1)
+        dnnl_sgemm('N', 'N', m, n, k, alpha, a, a_row, b, ldb, beta, c, ldc);
+    else
+        dnnl_sgemm('T', 'N', m, n, k, alpha, a, a_col, b, ldb, beta, c, ldc);
+}
+
+static float exp_sub_portable(float *x, int n, float sub, int want_sum) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float e = x[i] - sub >= EXP_MIN ? expf(x[i] - sub) : 0.0f;
+        x[i] = e;
+        sum += e;
+    }
+    return want_sum ? sum : 0.0f;
+}
+
+/* ---- AVX-512 -------------------------------------------------------------------------- */
+
+#if ATTN_HAVE_AVX512_CODE
+
+/* One R x (16 V) block of C; mask1 covers the valid lanes of the last vector (V = 1: the only
+ * one). R and V are constants at every call site, so the loops unroll into registers. */
+AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, const float *a,
+                              ptrdiff_t a_row, ptrdiff_t a_col, const float *b, ptrdiff_t ldb,
+                              float beta, float *c, ptrdiff_t ldc, __mmask16 mask_last) {
+    __m512 acc[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = _mm512_setzero_ps();
+        acc[r][1] = _mm512_setzero_ps();
+    }
+    const __mmask16 m0 = V == 1 ? mask_last : (__mmask16)0xFFFF;
+    for (int p = 0; p < k; p++) {
+        const float *bp = b + p * ldb;
+        const float *ap = a + p * a_col;
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bp);
+        __m512 b1 = V == 2 ? _mm512_maskz_loadu_ps(mask_last, bp + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(ap[r * a_row]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            if (V == 2)
+                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        float *cr = c + r * ldc;
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) {
+            __mmask16 mv = v == V - 1 ? mask_last : (__mmask16)0xFFFF;
+            __m512 res = _mm512_mul_ps(acc[r][v], va);
+            if (beta != 0.0f)
+                res = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mv, cr + 16 * v), vb, res);
+            _mm512_mask_storeu_ps(cr + 16 * v, mv, res);
+        }
+    }
+}
+
+#define GEMM_BLOCK_ROWS(V)                                                                         \
+    switch (rows) {                                                                                \
+    case 6:                                                                                        \
+        gemm_block(6, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        gemm_block(5, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        gemm_block(4, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        gemm_block(3, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        gemm_block(2, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    default:                                                                                       \
+        gemm_block(1, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
+        break;                                                                                     \
+    }
+
+AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
+                               ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
+                               ptrdiff_t ldc) {
+    /* Column blocks outside, so one B slice (k x 32) stays in L1 across the row blocks. */
+    for (int j = 0; j < n; j += 32) {
+        const int cols = n - j < 32 ? n - j : 32;
+        const int V = cols > 16 ? 2 : 1;
+        const int last = cols - 16 * (V - 1);
+        const __mmask16 mask = (__mmask16)(last == 16 ? 0xFFFF : (1u << last) - 1u);
+        const float *bj = b + j;
+        for (int i = 0; i < m; i += 6) {
+            const int rows = m - i < 6 ? m - i : 6;
+            const float *ai = a + i * a_row;
+            float *cij = c + i * ldc + j;
+            if (V == 2) {
+                GEMM_BLOCK_ROWS(2)
+            } else {
+                GEMM_BLOCK_ROWS(1)
+            }
+        }
+    }
+}
+
+AVX512_INLINE __m512 exp512(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 c1 = _mm512_set1_ps(0.693359375f), c2 = _mm512_set1_ps(-2.12194440e-4f);
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_MIN)), _mm512_set1_ps(88.7f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, c1, x);
+    r = _mm512_fnmadd_ps(n, c2, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+}
+
+AVX512 static float exp_sub_avx512(float *x, int n, float sub) {
+    const __m512 s = _mm512_set1_ps(sub);
+    __m512 sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const int left = n - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+AVX512 static float row_max_avx512(const float *x, int n) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16) {
+        const int left = n - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+AVX512 static float dot_avx512(const float *a, const float *b, int n) {
+    __m512 s = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        const int left = n - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+
+#endif /* ATTN_HAVE_AVX512_CODE */
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+void attn_gemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row, ptrdiff_t a_col,
+               const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc) {
+    if (m <= 0 || n <= 0)
+        return;
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512()) {
+        gemm_avx512(m, n, k, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
+        return;
+    }
+#endif
+    gemm_portable(m, n, k, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
+}
+
+float attn_row_max(const float *x, int n) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512())
+        return row_max_avx512(x, n);
+#endif
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+float attn_exp_sub_sum(float *x, int n, float sub) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512())
+        return exp_sub_avx512(x, n, sub);
+#endif
+    return exp_sub_portable(x, n, sub, 1);
+}
+
+void attn_exp_sub(float *x, int n, float sub) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512()) {
+        exp_sub_avx512(x, n, sub);
+        return;
+    }
+#endif
+    exp_sub_portable(x, n, sub, 0);
+}
+
+float attn_dot(const float *a, const float *b, int n) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512())
+        return dot_avx512(a, b, n);
+#endif
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+void attn_transpose(const float *src, int rows, int cols, ptrdiff_t lds, float *dst,
+                    ptrdiff_t ldd) {
+    /* 8 x 8 blocks keep both sides' cache lines in use. */
+    for (int r0 = 0; r0 < rows; r0 += 8)
+        for (int c0 = 0; c0 < cols; c0 += 8) {
+            const int r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
+            for (int r = r0; r < r1; r++)
+                for (int c = c0; c < c1; c++)
+                    dst[c * ldd + r] = src[r * lds + c];
+        }
+}
