@@ -349,22 +349,15 @@ int embedding_load_buffer(const char *path, const void *data, size_t size, Embed
         if (rc == 0) {
             e->torch_zip = memcmp(p, "PK", 2) == 0;
             rc = load_torch_root(doc.root, &tensors, e, err);
-            if (rc != 0)
-                error_prefix(err, "%s: ", path);
+            pickle_doc_free(&doc);
         }
-        pickle_doc_free(&doc);
         tensor_set_free(&tensors);
-        if (rc != 0) {
-            embedding_free(e);
-            return -1;
-        }
-        return 0;
     } else {
         rc = error_set(err, "neither a safetensors file nor a torch file (.pt/.bin/.ckpt); "
                             "the file may be truncated or not an embedding");
     }
     if (rc != 0) {
-        /* safetensors_parse names the file itself */
+        /* the format readers name the file themselves */
         if (strncmp(err->message, path, strlen(path)) != 0)
             error_prefix(err, "%s: ", path);
         embedding_free(e);
