@@ -16,10 +16,6 @@ static int not_yet(const char *name, const char *what, int argc, char **argv) {
     return 2;
 }
 
-int cmd_train(int argc, char **argv) {
-    return not_yet("train", "textual inversion training with kohya's options", argc, argv);
-}
-
 int cmd_generate(int argc, char **argv) {
     return not_yet("generate", "txt2img with TI embeddings, gen_img_diffusers options", argc, argv);
 }
