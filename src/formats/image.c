@@ -149,19 +149,24 @@ int image_load_file(const char *path, const ImageLoadOptions *opts, Image *out, 
     return rc;
 }
 
+int image_read_size_memory(const char *name, const uint8_t *data, size_t size, int *width,
+                           int *height, Error *err) {
+    ImageDecodeResult res;
+    if (decode(name, data, size, false, true, &res, err) != 0)
+        return -1;
+    *width = res.image.width;
+    *height = res.image.height;
+    return 0;
+}
+
 int image_read_size(const char *path, int *width, int *height, Error *err) {
     char *data = NULL;
     size_t size = 0;
     if (file_read_all(path, &data, &size, err) != 0)
         return -1;
-    ImageDecodeResult res;
-    int rc = decode(path, (const uint8_t *)data, size, false, true, &res, err);
+    int rc = image_read_size_memory(path, (const uint8_t *)data, size, width, height, err);
     free(data);
-    if (rc != 0)
-        return -1;
-    *width = res.image.width;
-    *height = res.image.height;
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------

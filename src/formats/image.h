@@ -72,6 +72,8 @@ void image_free(Image *image);
 /* Width and height from the header only (what kohya's `imagesize.get` reads: stored size,
  * EXIF orientation ignored). */
 int image_read_size(const char *path, int *width, int *height, Error *err);
+int image_read_size_memory(const char *name, const uint8_t *data, size_t size, int *width,
+                           int *height, Error *err);
 
 /* Reorients `image` in place for an EXIF orientation 2..8 (1 is a no-op). */
 int image_apply_orientation(Image *image, int orientation, Error *err);
