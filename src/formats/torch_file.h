@@ -37,4 +37,12 @@ int torch_file_load_state_dict(const char *path, TensorSet *set, Error *err);
 int torch_file_save(const char *path, const PickleValue *root, const TensorSet *tensors,
                     Error *err);
 
+/* The same zip with only the records torch 1.6 to 2.0 wrote (data.pkl, data/<n>, version; no
+ * .format_version, .storage_alignment, byteorder, .data/serialization_id). Every torch since
+ * 1.6 loads it, and so do loaders that allow-list record names: A1111's safe unpickler
+ * (modules/safe.py, check_zip_filenames) refuses the newer records, so files for A1111 need
+ * this layout. */
+int torch_file_save_minimal(const char *path, const PickleValue *root, const TensorSet *tensors,
+                            Error *err);
+
 #endif

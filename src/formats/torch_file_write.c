@@ -175,8 +175,8 @@ static void archive_name(const char *path, char *out, size_t size) {
         snprintf(out, size, "%.*s", (int)(n < size - 1 ? n : size - 1), base);
 }
 
-int torch_file_save(const char *path, const PickleValue *root, const TensorSet *tensors,
-                    Error *err) {
+static int save_zip(const char *path, const PickleValue *root, const TensorSet *tensors,
+                    bool minimal, Error *err) {
     unsigned char *pkl = NULL;
     size_t pkl_size = 0, storage_count = 0;
     PickleWrittenStorage *storages = NULL;
@@ -193,17 +193,20 @@ int torch_file_save(const char *path, const PickleValue *root, const TensorSet *
     ZipOut z = {af.fp, 0, NULL, 0, false};
     int rc = 0;
     rc |= add_named(&z, prefix, "data.pkl", pkl, pkl_size);
-    rc |= add_named(&z, prefix, ".format_version", "1", 1);
-    rc |= add_named(&z, prefix, ".storage_alignment", "64", 2);
-    rc |= add_named(&z, prefix, "byteorder", "little", 6);
+    if (!minimal) {
+        rc |= add_named(&z, prefix, ".format_version", "1", 1);
+        rc |= add_named(&z, prefix, ".storage_alignment", "64", 2);
+        rc |= add_named(&z, prefix, "byteorder", "little", 6);
+    }
     for (size_t i = 0; rc == 0 && i < storage_count; i++) {
         char key[40];
         snprintf(key, sizeof key, "data/%zu", i);
         rc |= add_named(&z, prefix, key, storages[i].tensor->data, storages[i].tensor->nbytes);
     }
     rc |= add_named(&z, prefix, "version", "3\n", 2);
-    rc |= add_named(&z, prefix, ".data/serialization_id",
-                    "0000000000000000000000000000000000000000", 40);
+    if (!minimal)
+        rc |= add_named(&z, prefix, ".data/serialization_id",
+                        "0000000000000000000000000000000000000000", 40);
     if (rc == 0)
         finish_zip(&z);
     for (size_t i = 0; i < z.count; i++)
@@ -217,4 +220,14 @@ int torch_file_save(const char *path, const PickleValue *root, const TensorSet *
                          rc ? "out of memory" : "disk full or I/O error");
     }
     return atomic_file_commit(&af, err);
+}
+
+int torch_file_save(const char *path, const PickleValue *root, const TensorSet *tensors,
+                    Error *err) {
+    return save_zip(path, root, tensors, false, err);
+}
+
+int torch_file_save_minimal(const char *path, const PickleValue *root, const TensorSet *tensors,
+                            Error *err) {
+    return save_zip(path, root, tensors, true, err);
 }

@@ -111,7 +111,11 @@ int embedding_set_kohya_metadata(Embedding *e, const KohyaMetadataArgs *args, Er
 /* Writers; each converts the float data to `dtype` (F32, F16 or BF16) and writes atomically. */
 /* kohya's save_weights: {"emb_params": [N, dim]} with e->meta as __metadata__. */
 int embedding_save_kohya_safetensors(const Embedding *e, const char *path, DType dtype, Error *err);
-/* kohya's save_weights with .pt: torch.save({"emb_params": [N, dim]}). */
+/* kohya's save_weights with .pt: torch.save({"emb_params": [N, dim]}). The .pt writers (this
+ * and A1111's) keep only the zip records torch <= 2.0 wrote (data.pkl, data/0, version): A1111's
+ * safe unpickler (modules/safe.py check_zip_filenames) refuses the records newer torch adds
+ * (.format_version, .storage_alignment), so a plain torch 2.4+ torch.save file does not load
+ * there. The pickle is torch.save's, byte for byte. */
 int embedding_save_kohya_pt(const Embedding *e, const char *path, DType dtype, Error *err);
 /* A1111's Embedding.save: name = the file stem, step / sd_checkpoint / sd_checkpoint_name from
  * `e` (None when absent); the tensor as a trained A1111 one (requires_grad). */
