@@ -17,6 +17,7 @@
 
 #include "base/file_util.h"
 #include "test_util.h"
+#include "text/ti_tokens.h"
 #include "train/captions.h"
 #include "train/py_random.h"
 
@@ -211,7 +212,32 @@ static void test_caption_files(void) {
     free(cap);
 }
 
+static void test_ti_replacements(void) {
+    Error err = {{0}};
+    char name[] = "mychar", repl[] = "mychar mychar1 mychar2";
+    TiTokens t = {.token_string = name, .num_vectors = 3, .replacement = repl};
+    CaptionTiReplacements r;
+    CHECK_OK(caption_ti_replacements(&t, false, false, &r, &err), &err);
+    CHECK(r.count == 1 && !strcmp(r.entry.from, "mychar") && r.entry.to == repl);
+    caption_ti_replacements_free(&r);
+    CHECK_OK(caption_ti_replacements(&t, false, true, &r, &err), &err);
+    CHECK(r.count == 1 && !r.entry.from[0] && r.entry.choice_count == caption_style_template_count);
+    CHECK(r.template_count > 0 && !strcmp(r.templates[0], "a painting in the style of mychar "
+                                                          "mychar1 mychar2"));
+    caption_ti_replacements_free(&r);
+    /* both flags: kohya takes the object list */
+    CHECK_OK(caption_ti_replacements(&t, true, true, &r, &err), &err);
+    CHECK(r.entry.choice_count == caption_object_template_count);
+    caption_ti_replacements_free(&r);
+    t.num_vectors = 1;
+    t.replacement = name;
+    CHECK_OK(caption_ti_replacements(&t, false, false, &r, &err), &err);
+    CHECK(r.count == 0);
+    caption_ti_replacements_free(&r);
+}
+
 int main(void) {
+    test_ti_replacements();
     test_py_random();
     test_process_caption();
     test_caption_files();

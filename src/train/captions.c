@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/file_util.h"
+#include "text/ti_tokens.h"
 
 /* ------------------------------------------------------------------------------------------
  * Templates (train_textual_inversion.py, identical to diffusers' example). */
@@ -576,4 +577,28 @@ char *caption_join_token_strings(const char *token_string, int num_vectors) {
         str_adds(&s, num);
     }
     return str_take(&s);
+}
+
+int caption_ti_replacements(const TiTokens *t, bool use_object_template, bool use_style_template,
+                            CaptionTiReplacements *out, Error *err) {
+    memset(out, 0, sizeof *out);
+    if (use_object_template || use_style_template) {
+        /* kohya: the object list when --use_object_template is given, else the style list. */
+        if (caption_make_template_list(!use_object_template, t->replacement, &out->templates,
+                                       &out->template_count, err) != 0)
+            return -1;
+        out->entry = (CaptionReplacement){.from = "",
+                                          .choices = (const char *const *)out->templates,
+                                          .choice_count = out->template_count};
+        out->count = 1;
+    } else if (t->num_vectors > 1) {
+        out->entry = (CaptionReplacement){.from = t->token_string, .to = t->replacement};
+        out->count = 1;
+    }
+    return 0;
+}
+
+void caption_ti_replacements_free(CaptionTiReplacements *r) {
+    caption_list_free(r->templates, r->template_count);
+    memset(r, 0, sizeof *r);
 }

@@ -71,9 +71,25 @@ int caption_make_template_list(bool style, const char *tokens, char ***out, size
 void caption_list_free(char **list, size_t count);
 
 /* kohya's TI token strings: token, token1, token2, ... token{N-1}, joined by spaces
- * (train_textual_inversion.py). The embed helper's src/text/ti_tokens.h is the place the
- * trainer gets them from once it exists; this copy keeps the dataset self-contained. */
+ * (train_textual_inversion.py; the same string as TiTokens.replacement). */
 char *caption_join_token_strings(const char *token_string, int num_vectors);
+
+/* The replacements train_textual_inversion.py registers with add_replacement, from the new
+ * tokens of src/text/ti_tokens.h: with --use_object_template / --use_style_template one ""
+ * entry whose choices are the templates filled with the N tokens (captions are ignored, reg
+ * images included); otherwise, for N > 1, token_string -> "S S1 ... S{N-1}"; for N == 1
+ * none. */
+typedef struct TiTokens TiTokens;
+typedef struct CaptionTiReplacements {
+    CaptionReplacement entry;
+    size_t count; /* 0 or 1: pass &entry, count to caption_process */
+    char **templates;
+    size_t template_count;
+} CaptionTiReplacements;
+
+int caption_ti_replacements(const TiTokens *tokens, bool use_object_template,
+                            bool use_style_template, CaptionTiReplacements *out, Error *err);
+void caption_ti_replacements_free(CaptionTiReplacements *r);
 
 /* Python's str.strip() whitespace set (ASCII and the Unicode space separators), in place on
  * a [begin, end) byte range: returns the new begin and sets *end. */
