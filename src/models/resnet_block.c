@@ -116,6 +116,12 @@ size_t resnet_block_scratch_floats(const ResnetBlock *rb, int batch, int h, int 
            (size_t)batch * rb->groups * 2;
 }
 
+size_t resnet_block_forward_scratch_floats(const ResnetBlock *rb, int batch, int h, int w) {
+    /* one work tensor, the projected time embedding, statistics */
+    return (size_t)batch * h * w * max_ch(rb) + (size_t)batch * rb->out_ch +
+           (size_t)batch * rb->groups * 2;
+}
+
 size_t resnet_block_weight_floats(const ResnetBlock *rb) {
     size_t m = rb->conv1_w.numel;
     if (rb->conv2_w.numel > m)
@@ -161,8 +167,10 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
     size_t n_out = px * rb->out_ch;
     Slots sl = slots_of(rb, wscratch);
     float *a = scratch;
-    float *hmid = scratch + 2 * px * max_ch(rb);
-    float *tproj = hmid + n_out;
+    /* Without a tape the pre-norm2 activation is dead once norm2 has read it, so it lives in
+     * y until conv2 overwrites it: forward-only use needs one work tensor, not two. */
+    float *hmid = y;
+    float *tproj = scratch + px * max_ch(rb);
     float *stats1 = tproj + (size_t)batch * rb->out_ch, *stats2 = stats1;
     if (tape) {
         stats1 = tape;

@@ -46,6 +46,8 @@ int resnet_block_random(ResnetBlock *rb, int in_ch, int out_ch, int temb_dim, in
 
 size_t resnet_block_tape_floats(const ResnetBlock *rb, int batch, int h, int w);
 size_t resnet_block_scratch_floats(const ResnetBlock *rb, int batch, int h, int w);
+/* Scratch of a forward without tape (inference: VAE, sampling): smaller than the above. */
+size_t resnet_block_forward_scratch_floats(const ResnetBlock *rb, int batch, int h, int w);
 size_t resnet_block_weight_floats(const ResnetBlock *rb);
 
 /* tape may be NULL (no backward will follow). temb_act NULL when temb_dim == 0. y must not

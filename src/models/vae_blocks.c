@@ -30,7 +30,7 @@ void vae_work_carve(const VaePlan *p, float *mem, VaeWork *w) {
 void vae_plan_resnet(VaePlan *p, const ResnetBlock *rb, int h, int w) {
     size_t px = (size_t)h * w;
     p->act = max_sz(p->act, px * (size_t)(rb->in_ch > rb->out_ch ? rb->in_ch : rb->out_ch));
-    p->scratch = max_sz(p->scratch, resnet_block_scratch_floats(rb, 1, h, w));
+    p->scratch = max_sz(p->scratch, resnet_block_forward_scratch_floats(rb, 1, h, w));
     p->wscratch = max_sz(p->wscratch, resnet_block_weight_floats(rb));
 }
 
