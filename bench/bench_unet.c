@@ -1,12 +1,13 @@
 /* One UNet pass on an SD1.5-shaped UNet2DConditionModel with random weights (no file needed),
  * for bench/bench_unet.sh, which runs PyTorch on the same shapes and prints the ratios.
- *   bench_unet fwd|fwdbwd|ckpt LATENT [THREADS] [fp32|fp16|bf16] [RUNS]
+ *   bench_unet fwd|fwdbwd|ckpt|plan LATENT [THREADS] [fp32|fp16|bf16] [RUNS]
+ *   bench_unet sgemm N [THREADS]
  * fwd: forward only; fwdbwd: forward + backward to encoder_hidden_states; ckpt: the same
  * with gradient checkpointing. Batch 1, 77 tokens, LATENT x LATENT latents. The first run
  * warms up (oneDNN primitive creation, page faults); the best of the following RUNS (default
  * 1) is printed as "seconds <t>", with the arena size, the FLOPs of the pass (2 per
  * multiply-add, counted from the shapes: convolutions, linear layers, attention products)
- * and the time per block kind. */
+ * and the time per block kind. plan: only the arena size of each mode. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,9 @@ int main(int argc, char **argv) {
         storage = DTYPE_F16;
     else if (argc > 4 && strcmp(argv[4], "bf16") == 0)
         storage = DTYPE_BF16;
+    bool plan_only = strcmp(op, "plan") == 0; /* arena sizes of the three modes, no run */
+    if (plan_only)
+        op = "fwd";
     UnetMode mode = strcmp(op, "fwd") == 0      ? UNET_INFERENCE
                     : strcmp(op, "ckpt") == 0   ? UNET_TRAIN_CHECKPOINTED
                     : strcmp(op, "fwdbwd") == 0 ? UNET_TRAIN
@@ -157,6 +161,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_unet: %s\n", err.message);
         return 1;
     }
+    if (plan_only) {
+        const char *names[3] = {"inference", "training", "training, checkpointed"};
+        for (int m = 0; m < 3; m++) {
+            UnetArena *pa = NULL;
+            if (unet_arena_create(u, &shape, (UnetMode)m, &pa, &err) != 0) {
+                fprintf(stderr, "bench_unet: %s\n", err.message);
+                return 1;
+            }
+            printf("arena %-24s %8.1f MiB\n", names[m], unet_arena_bytes(pa) / 1048576.0);
+            unet_arena_free(pa);
+        }
+        printf("weights %.1f MiB\n", unet_weight_bytes(u) / 1048576.0);
+        return 0;
+    }
     size_t n_lat = (size_t)4 * latent * latent, n_ctx = (size_t)77 * 768;
     float *x = malloc(n_lat * sizeof *x), *out = malloc(n_lat * sizeof *x);
     float *dy = malloc(n_lat * sizeof *x), *c = malloc(n_ctx * sizeof *c);
@@ -192,6 +210,13 @@ int main(int argc, char **argv) {
     printf("breakdown fwd: conv/sampling %.2f s, resnets %.2f s, transformers %.2f s; "
            "bwd: conv/sampling %.2f s, resnets %.2f s, transformers %.2f s (per pass)\n",
            fs[0] / n, fs[1] / n, fs[2] / n, bs[0] / n, bs[1] / n, bs[2] / n);
+    double tf_f[4], tf_b[4];
+    unet_arena_transformer_seconds(a, tf_f, tf_b);
+    printf("breakdown transformers fwd: linear %.2f s, attention %.2f s, norms %.2f s, "
+           "GEGLU/transposes/adds %.2f s; bwd: linear %.2f s, attention %.2f s, norms %.2f s, "
+           "GEGLU/transposes/adds %.2f s (per pass)\n",
+           tf_f[0] / n, tf_f[1] / n, tf_f[2] / n, tf_f[3] / n, tf_b[0] / n, tf_b[1] / n,
+           tf_b[2] / n, tf_b[3] / n);
     free(x), free(out), free(dy), free(c), free(dc);
     unet_arena_free(a);
     unet_free(u);

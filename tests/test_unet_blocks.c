@@ -172,11 +172,11 @@ static void check_transformer(NnContext *ctx, const ModelFiles *mf, const char *
                                       s.tape, s.scratch, s.wscratch, &err),
              &err);
     CHECK_OK(unet_transformer_backward_input(ctx, &s.tf, s.batch, s.h, s.w, s.tokens, s.x, s.tape,
-                                             s.r, dx, dc, s.scratch, s.wscratch, &err),
+                                             s.r, dx, dc, s.scratch, s.wscratch, NULL, &err),
              &err);
     /* without dx: the context gradient must be the same */
     CHECK_OK(unet_transformer_backward_input(ctx, &s.tf, s.batch, s.h, s.w, s.tokens, s.x, s.tape,
-                                             s.r, NULL, dc_only, s.scratch, s.wscratch, &err),
+                                             s.r, NULL, dc_only, s.scratch, s.wscratch, NULL, &err),
              &err);
     double same = 0;
     for (size_t i = 0; i < nc; i++)

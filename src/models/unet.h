@@ -69,5 +69,8 @@ int unet_backward_input(NnContext *ctx, const Unet *u, UnetArena *a, const float
 /* Wall seconds spent per kind of block in the calls since the arena was made (benchmarks'
  * breakdown): [0] conv_in/samplers/output head, [1] resnets, [2] transformers, [3] the rest. */
 void unet_arena_block_seconds(const UnetArena *a, double forward[4], double backward[4]);
+/* Inside the transformers: [0] linear layers, [1] attention, [2] norms, [3] GEGLU, transposes
+ * and residual adds. Re-runs of checkpointed blocks count as backward. */
+void unet_arena_transformer_seconds(const UnetArena *a, double forward[4], double backward[4]);
 
 #endif

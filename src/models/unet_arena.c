@@ -188,3 +188,8 @@ void unet_arena_block_seconds(const UnetArena *a, double forward[4], double back
     memcpy(forward, a->fwd_seconds, sizeof a->fwd_seconds);
     memcpy(backward, a->bwd_seconds, sizeof a->bwd_seconds);
 }
+
+void unet_arena_transformer_seconds(const UnetArena *a, double forward[4], double backward[4]) {
+    memcpy(forward, a->prof_fwd, sizeof a->prof_fwd);
+    memcpy(backward, a->prof_bwd, sizeof a->prof_bwd);
+}

@@ -45,7 +45,8 @@ static int block_forward(NnContext *ctx, const Unet *u, UnetArena *a, const Unet
         break;
     case UB_TRANSFORMER:
         rc = unet_transformer_forward(ctx, &b->transformer, s->batch, h, w, s->tokens, x,
-                                      a->context, y, tape, a->scratch, a->wscratch, err);
+                                      a->context, y, tape, a->scratch, a->wscratch,
+                                      a->in_backward ? a->prof_bwd : a->prof_fwd, err);
         break;
     case UB_CONV_IN:
     case UB_DOWNSAMPLE: {
@@ -93,7 +94,8 @@ static int block_backward(NnContext *ctx, const Unet *u, UnetArena *a, const Une
         break;
     case UB_TRANSFORMER:
         rc = unet_transformer_backward_input(ctx, &b->transformer, s->batch, h, w, s->tokens, x,
-                                             tape, dy, dx, dcontext, a->scratch, a->wscratch, err);
+                                             tape, dy, dx, dcontext, a->scratch, a->wscratch,
+                                             a->prof_bwd, err);
         break;
     case UB_DOWNSAMPLE: {
         Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, h, w, 2);
@@ -215,6 +217,9 @@ static bool keeps_tape(UnetBlockKind k) {
     return k == UB_RESNET || k == UB_TRANSFORMER || k == UB_OUT;
 }
 
+static int backward_blocks(NnContext *ctx, const Unet *u, UnetArena *a, const float *d_out,
+                           float *d_encoder_hidden_states, const UnetBlock *last, Error *err);
+
 int unet_backward_input(NnContext *ctx, const Unet *u, UnetArena *a, const float *d_out,
                         float *d_encoder_hidden_states, Error *err) {
     const UnetShape *s = &a->shape;
@@ -225,6 +230,15 @@ int unet_backward_input(NnContext *ctx, const Unet *u, UnetArena *a, const float
     memset(d_encoder_hidden_states, 0,
            (size_t)s->batch * s->tokens * u->cfg.cross_attention_dim * sizeof(float));
     const UnetBlock *last = &u->blocks[u->block_count - 1];
+    a->in_backward = true; /* re-runs of checkpointed blocks count as backward time */
+    int rc = backward_blocks(ctx, u, a, d_out, d_encoder_hidden_states, last, err);
+    a->in_backward = false;
+    return rc;
+}
+
+static int backward_blocks(NnContext *ctx, const Unet *u, UnetArena *a, const float *d_out,
+                           float *d_encoder_hidden_states, const UnetBlock *last, Error *err) {
+    const UnetShape *s = &a->shape;
     float *g = a->grad[0], *dx = a->grad[1];
     memcpy(g, d_out, (size_t)s->batch * last->out_ch * plane_of(a, last->out_scale) * sizeof *g);
     /* Blocks before the first transformer are skipped: nothing before the first

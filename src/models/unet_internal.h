@@ -62,6 +62,8 @@ struct UnetArena {
     const float *context;
     bool forward_done;
     double fwd_seconds[4], bwd_seconds[4];
+    double prof_fwd[UNET_PROF_COUNT], prof_bwd[UNET_PROF_COUNT]; /* inside transformers */
+    bool in_backward;
 };
 
 /* Spatial size of a block's input / output for this arena. */

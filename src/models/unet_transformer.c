@@ -1,10 +1,12 @@
 /* The UNet's Transformer2DModel, forward and input gradient: see unet_transformer.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "models/unet_transformer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nn/activation.h"
 #include "nn/attention.h"
@@ -232,15 +234,32 @@ size_t unet_transformer_weight_floats(const UnetTransformer *tf) {
     return big + 2 * (2 * f > c ? 2 * f : c);
 }
 
+/* Where half weights are widened, and where kernel time is summed (may be NULL). */
 typedef struct Slots {
     float *w, *v1, *v2;
+    double *prof;
 } Slots;
 
-static Slots slots_of(const UnetTransformer *tf, float *wscratch) {
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs `call`, adding its wall time to prof[k] (k: one of the PROF_* indices). */
+#define TIMED(sl, k, call)                                                                         \
+    do {                                                                                           \
+        double t0_ = (sl).prof ? now_s() : 0;                                                      \
+        call;                                                                                      \
+        if ((sl).prof)                                                                             \
+            (sl).prof[k] += now_s() - t0_;                                                         \
+    } while (0)
+
+static Slots slots_of(const UnetTransformer *tf, float *wscratch, double *prof) {
     size_t c = (size_t)tf->channels, f = (size_t)tf->ff_dim;
     size_t vec = 2 * f > c ? 2 * f : c;
     size_t big = unet_transformer_weight_floats(tf) - 2 * vec;
-    Slots s = {wscratch, wscratch + big, wscratch + big + vec};
+    Slots s = {wscratch, wscratch + big, wscratch + big + vec, prof};
     return s;
 }
 
@@ -269,14 +288,36 @@ static void add_into(size_t n, float *y, const float *a) {
 
 static int lin(NnContext *ctx, size_t rows, int in, int out, const float *x, const WeightRef *w,
                const WeightRef *b, float *y, Slots sl, Error *err) {
-    return linear_forward(ctx, (int)rows, in, out, x, weight_ref_f32(w, sl.w),
-                          b ? weight_ref_f32(b, sl.v1) : NULL, y, err);
+    int rc;
+    TIMED(sl, UNET_PROF_LINEAR,
+          rc = linear_forward(ctx, (int)rows, in, out, x, weight_ref_f32(w, sl.w),
+                              b ? weight_ref_f32(b, sl.v1) : NULL, y, err));
+    return rc;
 }
 
 static int lin_back(NnContext *ctx, size_t rows, int in, int out, const float *dy,
                     const WeightRef *w, float *dx, int accumulate, Slots sl, Error *err) {
-    return linear_backward_input(ctx, (int)rows, in, out, dy, weight_ref_f32(w, sl.w), dx,
-                                 accumulate, err);
+    int rc;
+    TIMED(sl, UNET_PROF_LINEAR,
+          rc = linear_backward_input(ctx, (int)rows, in, out, dy, weight_ref_f32(w, sl.w), dx,
+                                     accumulate, err));
+    return rc;
+}
+
+static int att_fwd(NnContext *ctx, const AttentionShape *s, const float *q, const float *k,
+                   const float *v, float *out, float *lse, Slots sl, Error *err) {
+    int rc;
+    TIMED(sl, UNET_PROF_ATTENTION, rc = attention_forward(ctx, s, q, k, v, out, lse, err));
+    return rc;
+}
+
+static int att_bwd(NnContext *ctx, const AttentionShape *s, const float *q, const float *k,
+                   const float *v, const float *out, const float *lse, const float *dout, float *dq,
+                   float *dk, float *dv, Slots sl, Error *err) {
+    int rc;
+    TIMED(sl, UNET_PROF_ATTENTION,
+          rc = attention_backward_input(ctx, s, q, k, v, out, lse, dout, dq, dk, dv, err));
+    return rc;
 }
 
 static AttentionShape att_shape(const UnetTransformer *tf, int batch, int q_len, int kv_len) {
@@ -296,33 +337,36 @@ static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBa
     float eps = tf->layer_norm_eps;
     AttentionShape self = att_shape(tf, batch, hw, hw), cross = att_shape(tf, batch, hw, tokens);
 
-    layer_norm_forward(ctx, (int)d.rows, c, eps, t.hin, weight_ref_f32(&b->norm1_w, sl.v1),
-                       weight_ref_f32(&b->norm1_b, sl.v2), a, t.s1);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_forward(ctx, (int)d.rows, c, eps, t.hin, weight_ref_f32(&b->norm1_w, sl.v1),
+                             weight_ref_f32(&b->norm1_b, sl.v2), a, t.s1));
     if (lin(ctx, d.rows, c, c, a, &b->attn1.to_q, NULL, t.q1, sl, err) ||
         lin(ctx, d.rows, c, c, a, &b->attn1.to_k, NULL, t.k1, sl, err) ||
         lin(ctx, d.rows, c, c, a, &b->attn1.to_v, NULL, t.v1, sl, err) ||
-        attention_forward(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, err) ||
+        att_fwd(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, sl, err) ||
         lin(ctx, d.rows, c, c, t.o1, &b->attn1.to_out_w, &b->attn1.to_out_b, tmp, sl, err))
         return error_prefix(err, "attn1: ");
     for (size_t i = 0; i < rc; i++)
         t.h1[i] = t.hin[i] + tmp[i];
 
-    layer_norm_forward(ctx, (int)d.rows, c, eps, t.h1, weight_ref_f32(&b->norm2_w, sl.v1),
-                       weight_ref_f32(&b->norm2_b, sl.v2), a, t.s2);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_forward(ctx, (int)d.rows, c, eps, t.h1, weight_ref_f32(&b->norm2_w, sl.v1),
+                             weight_ref_f32(&b->norm2_b, sl.v2), a, t.s2));
     if (lin(ctx, d.rows, c, c, a, &b->attn2.to_q, NULL, t.q2, sl, err) ||
         lin(ctx, d.ctx_rows, tf->context_dim, c, context, &b->attn2.to_k, NULL, t.k2, sl, err) ||
         lin(ctx, d.ctx_rows, tf->context_dim, c, context, &b->attn2.to_v, NULL, t.v2, sl, err) ||
-        attention_forward(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, err) ||
+        att_fwd(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, sl, err) ||
         lin(ctx, d.rows, c, c, t.o2, &b->attn2.to_out_w, &b->attn2.to_out_b, tmp, sl, err))
         return error_prefix(err, "attn2: ");
     for (size_t i = 0; i < rc; i++)
         t.h2[i] = t.h1[i] + tmp[i];
 
-    layer_norm_forward(ctx, (int)d.rows, c, eps, t.h2, weight_ref_f32(&b->norm3_w, sl.v1),
-                       weight_ref_f32(&b->norm3_b, sl.v2), a, t.s3);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_forward(ctx, (int)d.rows, c, eps, t.h2, weight_ref_f32(&b->norm3_w, sl.v1),
+                             weight_ref_f32(&b->norm3_b, sl.v2), a, t.s3));
     if (lin(ctx, d.rows, c, 2 * f, a, &b->ff_in_w, &b->ff_in_b, t.ffp, sl, err))
         return error_prefix(err, "ff.net.0: ");
-    geglu_forward((int)d.rows, f, t.ffp, g);
+    TIMED(sl, UNET_PROF_OTHER, geglu_forward((int)d.rows, f, t.ffp, g));
     if (lin(ctx, d.rows, f, c, g, &b->ff_out_w, &b->ff_out_b, tmp, sl, err))
         return error_prefix(err, "ff.net.2: ");
     for (size_t i = 0; i < rc; i++)
@@ -332,19 +376,21 @@ static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBa
 
 int unet_transformer_forward(NnContext *ctx, const UnetTransformer *tf, int batch, int h, int w,
                              int tokens, const float *x, const float *context, float *y,
-                             float *tape, float *scratch, float *wscratch, Error *err) {
+                             float *tape, float *scratch, float *wscratch, double *prof,
+                             Error *err) {
     Dims d = dims_of(tf, batch, h, w, tokens);
-    Slots sl = slots_of(tf, wscratch);
+    Slots sl = slots_of(tf, wscratch, prof);
     size_t rc = d.rows * d.c, hw = (size_t)h * w;
     int c = (int)d.c;
     float *a = scratch, *t = scratch + rc, *g = scratch + 2 * rc;
     float *gn_stats = tape, *blocks = tape + d.gn_stats;
     size_t btf = block_tape_floats(d);
 
-    group_norm_forward(ctx, batch, c, (int)hw, tf->groups, tf->group_norm_eps, x,
-                       weight_ref_f32(&tf->norm_w, sl.v1), weight_ref_f32(&tf->norm_b, sl.v2), a,
-                       gn_stats);
-    transpose_batched(batch, d.c, hw, a, t);
+    TIMED(sl, UNET_PROF_NORM,
+          group_norm_forward(ctx, batch, c, (int)hw, tf->groups, tf->group_norm_eps, x,
+                             weight_ref_f32(&tf->norm_w, sl.v1), weight_ref_f32(&tf->norm_b, sl.v2),
+                             a, gn_stats));
+    TIMED(sl, UNET_PROF_OTHER, transpose_batched(batch, d.c, hw, a, t));
     BlockTape bt0 = block_tape_at(blocks, d);
     if (lin(ctx, d.rows, c, c, t, &tf->proj_in_w, &tf->proj_in_b, bt0.hin, sl, err))
         return error_prefix(err, "proj_in: ");
@@ -359,8 +405,8 @@ int unet_transformer_forward(NnContext *ctx, const UnetTransformer *tf, int batc
     }
     if (lin(ctx, d.rows, c, c, t, &tf->proj_out_w, &tf->proj_out_b, a, sl, err))
         return error_prefix(err, "proj_out: ");
-    transpose_batched(batch, hw, d.c, a, y);
-    add_into(rc, y, x);
+    TIMED(sl, UNET_PROF_OTHER, transpose_batched(batch, hw, d.c, a, y));
+    TIMED(sl, UNET_PROF_OTHER, add_into(rc, y, x));
     return 0;
 }
 
@@ -378,18 +424,19 @@ static int block_backward(NnContext *ctx, const UnetTransformer *tf, const UnetB
     /* feed-forward */
     if (lin_back(ctx, d.rows, f, c, dh, &b->ff_out_w, g, 0, sl, err))
         return error_prefix(err, "ff.net.2 backward: ");
-    geglu_backward_input((int)d.rows, f, t.ffp, g, big);
+    TIMED(sl, UNET_PROF_OTHER, geglu_backward_input((int)d.rows, f, t.ffp, g, big));
     if (lin_back(ctx, d.rows, c, 2 * f, big, &b->ff_in_w, dn, 0, sl, err))
         return error_prefix(err, "ff.net.0 backward: ");
-    layer_norm_backward_input(ctx, (int)d.rows, c, t.h2, weight_ref_f32(&b->norm3_w, sl.v1), t.s3,
-                              dn, tmp);
-    add_into(rc, dh, tmp);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_backward_input(ctx, (int)d.rows, c, t.h2, weight_ref_f32(&b->norm3_w, sl.v1),
+                                    t.s3, dn, tmp));
+    TIMED(sl, UNET_PROF_OTHER, add_into(rc, dh, tmp));
 
     /* cross-attention: the only way into the context */
     float *d_o = big, *dq = big + rc, *dk = big + 2 * rc, *dv = big + 3 * rc;
     if (lin_back(ctx, d.rows, c, c, dh, &b->attn2.to_out_w, d_o, 0, sl, err) ||
-        attention_backward_input(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, d_o,
-                                 need_in ? dq : NULL, dk2, dv2, err) ||
+        att_bwd(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, d_o, need_in ? dq : NULL, dk2, dv2, sl,
+                err) ||
         lin_back(ctx, d.ctx_rows, tf->context_dim, c, dk2, &b->attn2.to_k, dcontext, 1, sl, err) ||
         lin_back(ctx, d.ctx_rows, tf->context_dim, c, dv2, &b->attn2.to_v, dcontext, 1, sl, err))
         return error_prefix(err, "attn2 backward: ");
@@ -397,30 +444,31 @@ static int block_backward(NnContext *ctx, const UnetTransformer *tf, const UnetB
         return 0;
     if (lin_back(ctx, d.rows, c, c, dq, &b->attn2.to_q, dn, 0, sl, err))
         return error_prefix(err, "attn2.to_q backward: ");
-    layer_norm_backward_input(ctx, (int)d.rows, c, t.h1, weight_ref_f32(&b->norm2_w, sl.v1), t.s2,
-                              dn, tmp);
-    add_into(rc, dh, tmp);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_backward_input(ctx, (int)d.rows, c, t.h1, weight_ref_f32(&b->norm2_w, sl.v1),
+                                    t.s2, dn, tmp));
+    TIMED(sl, UNET_PROF_OTHER, add_into(rc, dh, tmp));
 
     /* self-attention */
     if (lin_back(ctx, d.rows, c, c, dh, &b->attn1.to_out_w, d_o, 0, sl, err) ||
-        attention_backward_input(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, d_o, dq, dk, dv,
-                                 err) ||
+        att_bwd(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, d_o, dq, dk, dv, sl, err) ||
         lin_back(ctx, d.rows, c, c, dq, &b->attn1.to_q, dn, 0, sl, err) ||
         lin_back(ctx, d.rows, c, c, dk, &b->attn1.to_k, dn, 1, sl, err) ||
         lin_back(ctx, d.rows, c, c, dv, &b->attn1.to_v, dn, 1, sl, err))
         return error_prefix(err, "attn1 backward: ");
-    layer_norm_backward_input(ctx, (int)d.rows, c, t.hin, weight_ref_f32(&b->norm1_w, sl.v1), t.s1,
-                              dn, tmp);
-    add_into(rc, dh, tmp);
+    TIMED(sl, UNET_PROF_NORM,
+          layer_norm_backward_input(ctx, (int)d.rows, c, t.hin, weight_ref_f32(&b->norm1_w, sl.v1),
+                                    t.s1, dn, tmp));
+    TIMED(sl, UNET_PROF_OTHER, add_into(rc, dh, tmp));
     return 0;
 }
 
 int unet_transformer_backward_input(NnContext *ctx, const UnetTransformer *tf, int batch, int h,
                                     int w, int tokens, const float *x, const float *tape,
                                     const float *dy, float *dx, float *dcontext, float *scratch,
-                                    float *wscratch, Error *err) {
+                                    float *wscratch, double *prof, Error *err) {
     Dims d = dims_of(tf, batch, h, w, tokens);
-    Slots sl = slots_of(tf, wscratch);
+    Slots sl = slots_of(tf, wscratch, prof);
     size_t rc = d.rows * d.c, hw = (size_t)h * w;
     int c = (int)d.c;
     size_t att = 4 * rc > 2 * d.rows * d.f ? 4 * rc : 2 * d.rows * d.f;
@@ -431,7 +479,7 @@ int unet_transformer_backward_input(NnContext *ctx, const UnetTransformer *tf, i
     const float *gn_stats = tape;
     size_t btf = block_tape_floats(d);
 
-    transpose_batched(batch, d.c, hw, dy, tmp);
+    TIMED(sl, UNET_PROF_OTHER, transpose_batched(batch, d.c, hw, dy, tmp));
     if (lin_back(ctx, d.rows, c, c, tmp, &tf->proj_out_w, dh, 0, sl, err))
         return error_prefix(err, "proj_out backward: ");
     for (int i = tf->depth - 1; i >= 0; i--) {
@@ -446,9 +494,10 @@ int unet_transformer_backward_input(NnContext *ctx, const UnetTransformer *tf, i
         return 0;
     if (lin_back(ctx, d.rows, c, c, dh, &tf->proj_in_w, tmp, 0, sl, err))
         return error_prefix(err, "proj_in backward: ");
-    transpose_batched(batch, hw, d.c, tmp, dn);
-    group_norm_backward_input(ctx, batch, c, (int)hw, tf->groups, x,
-                              weight_ref_f32(&tf->norm_w, sl.v1), gn_stats, dn, dx);
-    add_into(rc, dx, dy);
+    TIMED(sl, UNET_PROF_OTHER, transpose_batched(batch, hw, d.c, tmp, dn));
+    TIMED(sl, UNET_PROF_NORM,
+          group_norm_backward_input(ctx, batch, c, (int)hw, tf->groups, x,
+                                    weight_ref_f32(&tf->norm_w, sl.v1), gn_stats, dn, dx));
+    TIMED(sl, UNET_PROF_OTHER, add_into(rc, dx, dy));
     return 0;
 }

@@ -60,16 +60,21 @@ size_t unet_transformer_scratch_floats(const UnetTransformer *tf, int batch, int
                                        int tokens);
 size_t unet_transformer_weight_floats(const UnetTransformer *tf);
 
+/* Indices of the optional time profile (seconds summed per kernel kind). */
+enum { UNET_PROF_LINEAR, UNET_PROF_ATTENTION, UNET_PROF_NORM, UNET_PROF_OTHER, UNET_PROF_COUNT };
+
 /* tape is required (a region of unet_transformer_tape_floats). */
 int unet_transformer_forward(NnContext *ctx, const UnetTransformer *tf, int batch, int h, int w,
                              int tokens, const float *x, const float *context, float *y,
-                             float *tape, float *scratch, float *wscratch, Error *err);
+                             float *tape, float *scratch, float *wscratch, double *prof,
+                             Error *err);
 /* Adds d(loss)/d(context) into dcontext. dx may be NULL when x does not depend on the
  * context: then only the cross-attention key/value path is walked back (no query, self-
- * attention or input-projection gradients), which is all the first transformer needs. */
+ * attention or input-projection gradients), which is all the first transformer needs.
+ * prof: NULL, or UNET_PROF_COUNT sums to which kernel seconds are added. */
 int unet_transformer_backward_input(NnContext *ctx, const UnetTransformer *tf, int batch, int h,
                                     int w, int tokens, const float *x, const float *tape,
                                     const float *dy, float *dx, float *dcontext, float *scratch,
-                                    float *wscratch, Error *err);
+                                    float *wscratch, double *prof, Error *err);
 
 #endif
