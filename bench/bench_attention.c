@@ -6,9 +6,11 @@
  *   linear fwd|bwd rows in out reps
  *   geglu fwd|bwd rows dim reps
  *
- * (q_tile / kv_tile 0: the defaults), answered by "best_ms median_ms" over `reps` calls after
- * one warm-up call, then "ok". bwd times the backward alone (its forward runs once before).
- * Threads: SDTI_THREADS (default 2), one count for OpenMP, OpenBLAS and oneDNN. */
+ * (q_tile / kv_tile 0: the defaults), answered by "best_ms median_ms cpu_ms" over `reps` calls
+ * after one warm-up call, then "ok"; cpu_ms is the process CPU time per call, all threads
+ * summed (on a loaded machine it moves less than the wall time, which helps tuning). bwd times the
+ * backward alone (its forward runs once before). Threads: SDTI_THREADS (default 2), one count for
+ * OpenMP, OpenBLAS and oneDNN. */
 #include "nn/activation.h"
 #include "nn/attention.h"
 #include "nn/attention_internal.h"
@@ -24,6 +26,12 @@
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
@@ -136,6 +144,7 @@ static void handle(NnContext *ctx, char *line) {
     double *times = malloc(sizeof(double) * reps);
     Error err;
     int rc = run(&j, &err);
+    const double cpu0 = cpu_ms();
     for (int r = 0; r < reps && rc == 0; r++) {
         double t0 = now_ms();
         rc = run(&j, &err);
@@ -145,7 +154,7 @@ static void handle(NnContext *ctx, char *line) {
         printf("error: %s\n", err.message);
     else {
         qsort(times, reps, sizeof *times, cmp_double);
-        printf("%.4f %.4f\n", times[0], times[reps / 2]);
+        printf("%.4f %.4f %.4f\n", times[0], times[reps / 2], (cpu_ms() - cpu0) / reps);
     }
     printf("ok\n");
     fflush(stdout);

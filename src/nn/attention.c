@@ -14,8 +14,8 @@
  *
  * The block products are attention_kernels.c's single-threaded kernels on strided views
  * (heads are interleaved in the width, so a head's rows are head_dim floats every
- * heads * head_dim); key tiles are transposed into scratch once per use so every product
- * streams contiguous rows. OpenMP runs the tasks. */
+ * heads * head_dim); K (and V for the backward) are first transposed per (batch, head), once
+ * per call, so every product streams contiguous rows. OpenMP runs the tasks. */
 #include "nn/attention.h"
 
 #include "nn/attention_internal.h"
@@ -76,6 +76,39 @@ static void mask_causal(float *S, int ldS, int i0, int nq, int j0, int nk) {
     }
 }
 
+/* Keys (or values) transposed tile by tile: for each (batch, head) and key tile of `tile` rows,
+ * a [d x tile] block (rows of the last tile padded to `tile`), so a score product reads its B
+ * operand from one contiguous block. (One [d x L] matrix per head would put B's rows L floats
+ * apart: at L = 4096 that is 16 KiB, and the 40 rows of a head_dim 40 product would fight
+ * over one L1 set.) Called inside a parallel region; ends with a barrier. */
+static size_t tiled_size(const AttentionShape *s, int tile) {
+    size_t tiles = (size_t)(s->kv_len + tile - 1) / tile;
+    return (size_t)s->batch * s->heads * s->head_dim * tiles * tile;
+}
+
+static void transpose_heads(const AttentionShape *s, int tile, const float *src, float *dst) {
+    const int H = s->heads, d = s->head_dim, L = s->kv_len;
+    const int tiles = (L + tile - 1) / tile;
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < s->batch * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *head = src + (size_t)b * L * H * d + (size_t)h * d;
+        float *out = dst + (size_t)bh * d * tiles * tile;
+        for (int j0 = 0; j0 < L; j0 += tile) {
+            const int n = L - j0 < tile ? L - j0 : tile;
+            attn_transpose(head + (size_t)j0 * H * d, n, d, (ptrdiff_t)H * d, out + (size_t)j0 * d,
+                           tile);
+        }
+    }
+}
+
+/* The start of key tile j0's transposed block for (b, h) in transpose_heads' layout. */
+static const float *tile_block(const AttentionShape *s, int tile, const float *all, int b, int h,
+                               int j0) {
+    const size_t tiles = (size_t)(s->kv_len + tile - 1) / tile;
+    return all + ((size_t)b * s->heads + h) * s->head_dim * tiles * tile + (size_t)j0 * s->head_dim;
+}
+
 int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const AttentionTiles *t,
                             const float *q, const float *k, const float *v, float *out, float *lse,
                             Error *err) {
@@ -89,22 +122,29 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
     const int Bk = t->kv_tile < Lk ? t->kv_tile : Lk;
     const int nqt = (Lq + Bq - 1) / Bq;
     const int threads = ctx ? ctx->threads : 1;
-    /* S [Bq x Bk], acc [Bq x d], K tile transposed [d x Bk], m and l [Bq] */
-    const size_t per_thread = (size_t)Bq * Bk + (size_t)Bq * d + (size_t)d * Bk + 2 * (size_t)Bq;
+    /* S [Bq x Bk], acc [Bq x d], m and l [Bq] */
+    const size_t per_thread = (size_t)Bq * Bk + (size_t)Bq * d + 2 * (size_t)Bq;
     const size_t stride = (per_thread + 15) & ~(size_t)15;
     float *scratch = scratch_alloc(per_thread, threads);
-    if (!scratch)
-        return error_set(err, "attention_forward: out of memory for %d x %zu floats of scratch",
-                         threads, per_thread);
+    /* K transposed per (batch, head): [B][H][d][Lk], so score tiles read contiguous keys. */
+    float *kt_all = malloc(tiled_size(s, Bk) * sizeof *kt_all);
+    if (!scratch || !kt_all) {
+        free(scratch);
+        free(kt_all);
+        return error_set(err,
+                         "attention_forward: out of memory for scratch (%d x %zu floats) "
+                         "and the transposed keys (%zu floats)",
+                         threads, per_thread, tiled_size(s, Bk));
+    }
     const long long tasks = (long long)B * H * nqt;
     const float scale = s->scale;
 
 #pragma omp parallel num_threads(threads)
     {
+        transpose_heads(s, Bk, k, kt_all);
         float *S = scratch + stride * (size_t)omp_get_thread_num();
         float *acc = S + (size_t)Bq * Bk;
-        float *kt = acc + (size_t)Bq * d;
-        float *m = kt + (size_t)d * Bk;
+        float *m = acc + (size_t)Bq * d;
         float *l = m + Bq;
 #pragma omp for schedule(dynamic, 1)
         for (long long task = 0; task < tasks; task++) {
@@ -114,7 +154,6 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             const int i0 = qt * Bq;
             const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
             const float *qb = q + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
-            const float *kb = k + (size_t)b * Lk * ld + (size_t)h * d;
             const float *vb = v + (size_t)b * Lk * ld + (size_t)h * d;
             const int kend = visible_keys(s, i0, nq);
             for (int i = 0; i < nq; i++) {
@@ -124,8 +163,8 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             memset(acc, 0, (size_t)nq * d * sizeof *acc);
             for (int j0 = 0; j0 < kend; j0 += Bk) {
                 const int nk = kend - j0 < Bk ? kend - j0 : Bk;
-                attn_transpose(kb + (size_t)j0 * ld, nk, d, ld, kt, Bk);
-                attn_gemm(nq, nk, d, scale, qb, ld, 1, kt, Bk, 0.0f, S, Bk);
+                attn_gemm(nq, nk, d, scale, qb, ld, 1, tile_block(s, Bk, kt_all, b, h, j0), Bk,
+                          0.0f, S, Bk);
                 if (s->causal && j0 + nk - 1 > i0)
                     mask_causal(S, Bk, i0, nq, j0, nk);
                 for (int i = 0; i < nq; i++) {
@@ -164,6 +203,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             }
         }
     }
+    free(kt_all);
     free(scratch);
     return 0;
 }
@@ -207,10 +247,8 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
     const float scale = s->scale;
     const int need_dp = dq || dk; /* dP and dS are needed for dq and dk only */
 
-    /* P and dP [Bq x Bk]; K and V tiles transposed [d x Bk]; dK and dV of the key tile
-     * [Bk x d]; D [Lq]. */
-    const size_t per_thread =
-        2 * (size_t)Bq * Bk + 2 * (size_t)d * Bk + 2 * (size_t)Bk * d + (size_t)Lq;
+    /* P and dP [Bq x Bk]; dK and dV of the key tile [Bk x d]; D [Lq]. */
+    const size_t per_thread = 2 * (size_t)Bq * Bk + 2 * (size_t)Bk * d + (size_t)Lq;
     const size_t stride = (per_thread + 15) & ~(size_t)15;
     float *scratch = scratch_alloc(per_thread, threads);
     /* Private dK/dV per (batch, head, split) when split; [Lk x d] each, dense. */
@@ -226,18 +264,25 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
                              priv_one * (size_t)tasks * nbuf);
         }
     }
-    if (!scratch) {
+    /* K and V transposed per (batch, head) [B][H][d][Lk] (V only when dP is needed). */
+    const size_t nt = tiled_size(s, Bk);
+    float *kt_all = malloc(nt * (need_dp ? 2 : 1) * sizeof *kt_all);
+    float *vt_all = kt_all && need_dp ? kt_all + nt : NULL;
+    if (!scratch || !kt_all) {
         free(priv);
+        free(scratch);
+        free(kt_all);
         return error_set(err, "attention_backward_input: out of memory for scratch");
     }
 
 #pragma omp parallel num_threads(threads)
     {
+        transpose_heads(s, Bk, k, kt_all);
+        if (vt_all)
+            transpose_heads(s, Bk, v, vt_all);
         float *P = scratch + stride * (size_t)omp_get_thread_num();
         float *dP = P + (size_t)Bq * Bk;
-        float *kt = dP + (size_t)Bq * Bk;
-        float *vt = kt + (size_t)d * Bk;
-        float *dkj = vt + (size_t)d * Bk;
+        float *dkj = dP + (size_t)Bq * Bk;
         float *dvj = dkj + (size_t)Bk * d;
         float *D = dvj + (size_t)Bk * d;
 #pragma omp for schedule(dynamic, 1)
@@ -250,7 +295,6 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
             const int r_begin = qt_begin * Bq, r_end = qt_end * Bq < Lq ? qt_end * Bq : Lq;
             const size_t head_off = (size_t)h * d;
             const float *kb = k + (size_t)b * Lk * ld + head_off;
-            const float *vb = v + (size_t)b * Lk * ld + head_off;
             const float *lr = lse + ((size_t)b * H + h) * Lq;
             for (int r = r_begin; r < r_end; r++) {
                 const size_t row = ((size_t)b * Lq + r) * ld + head_off;
@@ -267,21 +311,15 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
                     memset(dkj, 0, (size_t)nk * d * sizeof *dkj);
                 if (dv)
                     memset(dvj, 0, (size_t)nk * d * sizeof *dvj);
-                int transposed = 0;
                 for (int qt = qt_begin; qt < qt_end; qt++) {
                     const int i0 = qt * Bq;
                     const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
                     if (s->causal && i0 + nq - 1 < j0)
                         continue; /* every key of the tile is in these queries' future */
-                    if (!transposed) {
-                        attn_transpose(kb + (size_t)j0 * ld, nk, d, ld, kt, Bk);
-                        if (need_dp)
-                            attn_transpose(vb + (size_t)j0 * ld, nk, d, ld, vt, Bk);
-                        transposed = 1;
-                    }
                     const size_t row0 = ((size_t)b * Lq + i0) * ld + head_off;
                     const float *qb = q + row0, *dob = dout + row0;
-                    attn_gemm(nq, nk, d, scale, qb, ld, 1, kt, Bk, 0.0f, P, Bk);
+                    attn_gemm(nq, nk, d, scale, qb, ld, 1, tile_block(s, Bk, kt_all, b, h, j0), Bk,
+                              0.0f, P, Bk);
                     if (s->causal && j0 + nk - 1 > i0)
                         mask_causal(P, Bk, i0, nq, j0, nk);
                     for (int i = 0; i < nq; i++)
@@ -290,7 +328,8 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
                         attn_gemm(nk, d, nq, 1.0f, P, 1, Bk, dob, ld, 1.0f, dvj, d);
                     if (!need_dp)
                         continue;
-                    attn_gemm(nq, nk, d, 1.0f, dob, ld, 1, vt, Bk, 0.0f, dP, Bk);
+                    attn_gemm(nq, nk, d, 1.0f, dob, ld, 1, tile_block(s, Bk, vt_all, b, h, j0), Bk,
+                              0.0f, dP, Bk);
                     for (int i = 0; i < nq; i++) {
                         float *pr = P + (size_t)i * Bk, *dpr = dP + (size_t)i * Bk;
                         const float Di = D[i0 + i];
@@ -338,6 +377,7 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
             }
         }
     }
+    free(kt_all);
     free(priv);
     free(scratch);
     return 0;

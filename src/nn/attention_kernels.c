@@ -1,7 +1,8 @@
 /* attention_kernels.h: AVX-512 block kernels with run-time dispatch and portable fallbacks.
  *
- * The product kernel keeps a block of R rows x (16 V) columns of C in registers (R = 6, V = 2:
- * twelve accumulators, enough independent FMA chains to hide their latency), broadcasts one
+ * The product kernel keeps a block of R rows x (16 V) columns of C in registers (R = 6,
+ * V = 2 or 3: 12 or 18 accumulators, enough independent FMA chains to hide their latency),
+ * broadcasts one
  * A element per row and loads one B row slice per step. The last column block uses masked
  * loads and stores, so any n works without padding.
  *
@@ -58,36 +59,37 @@ static float exp_sub_portable(float *x, int n, float sub, int want_sum) {
 
 #if ATTN_HAVE_AVX512_CODE
 
-/* One R x (16 V) block of C; mask1 covers the valid lanes of the last vector (V = 1: the only
- * one). R and V are constants at every call site, so the loops unroll into registers. */
+/* One R x (16 V) block of C; mask_last covers the valid lanes of the last vector. R and V
+ * are constants at every call site, so the loops unroll into registers. */
 AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, const float *a,
                               ptrdiff_t a_row, ptrdiff_t a_col, const float *b, ptrdiff_t ldb,
                               float beta, float *c, ptrdiff_t ldc, __mmask16 mask_last) {
-    __m512 acc[6][2];
+    __m512 acc[6][3];
 #pragma GCC unroll 6
-    for (int r = 0; r < R; r++) {
-        acc[r][0] = _mm512_setzero_ps();
-        acc[r][1] = _mm512_setzero_ps();
-    }
-    const __mmask16 m0 = V == 1 ? mask_last : (__mmask16)0xFFFF;
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int v = 0; v < V; v++)
+            acc[r][v] = _mm512_setzero_ps();
     for (int p = 0; p < k; p++) {
         const float *bp = b + p * ldb;
         const float *ap = a + p * a_col;
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bp);
-        __m512 b1 = V == 2 ? _mm512_maskz_loadu_ps(mask_last, bp + 16) : _mm512_setzero_ps();
+        __m512 bv[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < V; v++)
+            bv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? mask_last : (__mmask16)0xFFFF, bp + 16 * v);
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(ap[r * a_row]);
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            if (V == 2)
-                acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+#pragma GCC unroll 3
+            for (int v = 0; v < V; v++)
+                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
         float *cr = c + r * ldc;
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < V; v++) {
             __mmask16 mv = v == V - 1 ? mask_last : (__mmask16)0xFFFF;
             __m512 res = _mm512_mul_ps(acc[r][v], va);
@@ -123,10 +125,12 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
 AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
                                ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
                                ptrdiff_t ldc) {
-    /* Column blocks outside, so one B slice (k x 32) stays in L1 across the row blocks. */
-    for (int j = 0; j < n; j += 32) {
-        const int cols = n - j < 32 ? n - j : 32;
-        const int V = cols > 16 ? 2 : 1;
+    /* Column blocks outside, so one B slice (k x 16 V) stays in L1 across the row blocks.
+     * Blocks are 32 wide, except that n <= 48 is one block (head_dim 40: 3 vectors, the last
+     * half used, rather than 32 + a lone 8-wide block with too few FMA chains). */
+    for (int j = 0; j < n;) {
+        const int cols = n <= 48 ? n : (n - j < 32 ? n - j : 32);
+        const int V = (cols + 15) / 16;
         const int last = cols - 16 * (V - 1);
         const __mmask16 mask = (__mmask16)(last == 16 ? 0xFFFF : (1u << last) - 1u);
         const float *bj = b + j;
@@ -134,12 +138,15 @@ AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a,
             const int rows = m - i < 6 ? m - i : 6;
             const float *ai = a + i * a_row;
             float *cij = c + i * ldc + j;
-            if (V == 2) {
+            if (V == 3) {
+                GEMM_BLOCK_ROWS(3)
+            } else if (V == 2) {
                 GEMM_BLOCK_ROWS(2)
             } else {
                 GEMM_BLOCK_ROWS(1)
             }
         }
+        j += cols;
     }
 }
 
