@@ -16,7 +16,7 @@ static void test_schedule(const TrainMathFixture *f) {
     NoiseSchedule s, z;
     noise_schedule_init(&s, false);
     noise_schedule_init(&z, true);
-    size_t n;
+    size_t n = 0;
     const float *betas = fixture_tensor(f, "sched.betas", &n);
     const float *acp = fixture_tensor(f, "sched.alphas_cumprod", NULL);
     const float *snr = fixture_tensor(f, "sched.all_snr", NULL);
@@ -45,7 +45,7 @@ static void test_schedule(const TrainMathFixture *f) {
 }
 
 static void test_add_noise(const TrainMathFixture *f) {
-    size_t n;
+    size_t n = 0;
     const float *lat = fixture_tensor(f, "addnoise.latents", &n);
     const float *noi = fixture_tensor(f, "addnoise.noise", NULL);
     const cJSON *jt = json_get(f->json, "addnoise_timesteps");
@@ -87,7 +87,7 @@ static void test_upsample(const TrainMathFixture *f) {
         snprintf(name, sizeof name, "upsample%d.in", i);
         const float *x = fixture_tensor(f, name, NULL);
         snprintf(name, sizeof name, "upsample%d.out", i);
-        size_t n;
+        size_t n = 0;
         const float *ref = fixture_tensor(f, name, &n);
         if (x && ref) {
             float *y = malloc(n * sizeof *y);
@@ -115,7 +115,7 @@ static double replay_random(void *ctx) {
 }
 
 static void test_noise_draws(const TrainMathFixture *f) {
-    size_t n;
+    size_t n = 0;
     const float *lat = fixture_tensor(f, "noise.latents", &n);
     if (!lat)
         return;
@@ -194,7 +194,7 @@ static void loss_options_from(const cJSON *c, TrainLossOptions *o, bool *zts) {
 }
 
 static void test_loss(const TrainMathFixture *f) {
-    size_t n;
+    size_t n = 0;
     const float *pred = fixture_tensor(f, "loss.pred", &n);
     const float *target = fixture_tensor(f, "loss.target", NULL);
     if (!pred || !target)

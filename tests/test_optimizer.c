@@ -59,7 +59,7 @@ static void test_case(const TrainMathFixture *f, const cJSON *c) {
         &err);
     char key[96];
     snprintf(key, sizeof key, "%s.param0", pname);
-    size_t n;
+    size_t n = 0;
     const float *p0 = fixture_tensor(f, key, &n);
     if (!p0)
         return;
@@ -96,7 +96,7 @@ static void test_case(const TrainMathFixture *f, const cJSON *c) {
     const cJSON *s;
     cJSON_ArrayForEach(s, json_get(c, "state")) {
         snprintf(key, sizeof key, "%s.state.%s", name, s->valuestring);
-        size_t sn;
+        size_t sn = 0;
         const float *ref = fixture_tensor(f, key, &sn);
         const float *ours = strcmp(s->valuestring, "exp_avg") == 0           ? o.exp_avg
                             : strcmp(s->valuestring, "exp_avg_sq") == 0      ? o.exp_avg_sq
@@ -158,7 +158,7 @@ static void test_clip(const TrainMathFixture *f) {
     cJSON_ArrayForEach(c, json_get(f->json, "clip_cases")) {
         int count = (int)json_num(c, "count", 0);
         float *g[2] = {NULL, NULL};
-        size_t sizes[2];
+        size_t sizes[2] = {0, 0};
         const float *ref[2] = {NULL, NULL};
         for (int j = 0; j < count; j++) {
             char key[64];
