@@ -139,7 +139,7 @@ static double tf_loss(void *p) {
     TfState *s = p;
     Error err;
     if (unet_transformer_forward(s->ctx, &s->tf, s->batch, s->h, s->w, s->tokens, s->x, s->context,
-                                 s->y, s->tape, s->scratch, s->wscratch, &err) != 0)
+                                 s->y, s->tape, s->scratch, s->wscratch, NULL, &err) != 0)
         return NAN;
     return dot(s->y, s->r, (size_t)s->batch * s->tf.channels * s->h * s->w);
 }
@@ -169,7 +169,7 @@ static void check_transformer(NnContext *ctx, const ModelFiles *mf, const char *
     float *dx = malloc(n * sizeof(float)), *dc = calloc(nc, sizeof(float));
     float *dc_only = calloc(nc, sizeof(float));
     CHECK_OK(unet_transformer_forward(ctx, &s.tf, s.batch, s.h, s.w, s.tokens, s.x, s.context, s.y,
-                                      s.tape, s.scratch, s.wscratch, &err),
+                                      s.tape, s.scratch, s.wscratch, NULL, &err),
              &err);
     CHECK_OK(unet_transformer_backward_input(ctx, &s.tf, s.batch, s.h, s.w, s.tokens, s.x, s.tape,
                                              s.r, dx, dc, s.scratch, s.wscratch, NULL, &err),
