@@ -4,7 +4,8 @@
 # that pass's own. Prints seconds, peak RSS and the ratios sdti / PyTorch.
 # Usage: bash bench/bench_vae.sh [build-dir] [threads] [cases...]
 #   cases: encode:256 encode:512 decode:32 decode:64 (default: all four; decode sizes are
-#   latent sides). Set SDTI_BENCH_PRECISION=fp16|bf16 for sdti's weight storage.
+#   latent sides). SDTI_BENCH_PRECISION=fp16|bf16 sets sdti's weight storage; with bf16 the
+#   PyTorch side runs under torch.autocast(bfloat16), its own mixed precision.
 set -euo pipefail
 build=${1:-build}
 threads=${2:-2}
@@ -27,7 +28,8 @@ printf '%-12s %10s %10s %8s %12s %12s %8s\n' case "sdti s" "torch s" ratio "sdti
 for c in "${cases[@]}"; do
   op=${c%%:*}; size=${c#*:}
   read -r ts tr < <(measure "$build/bench/bench_vae" "$op" "$size" "$threads" "$prec")
-  read -r ps pr < <(measure "$py" bench/bench_vae.py "$op" "$size" "$threads")
+  read -r ps pr < <(measure "$py" bench/bench_vae.py "$op" "$size" "$threads" \
+                    "$([ "$prec" = bf16 ] && echo bf16 || echo fp32)")
   awk -v c="$op $size" -v ts="$ts" -v ps="$ps" -v tr="$tr" -v pr="$pr" 'BEGIN {
     printf "%-12s %10.2f %10.2f %8.2f %12.0f %12.0f %8.2f\n", c, ts, ps, ts / ps, tr / 1024, pr / 1024, tr / pr }'
 done
