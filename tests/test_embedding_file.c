@@ -270,7 +270,7 @@ static void test_writers_match_tools(void) {
                  : cases[i].writer == 2 ? embedding_save_a1111_pt(&e, out, e.dtype, &err)
                                         : embedding_save_diffusers(&e, out, e.key, e.dtype, &err);
         CHECKF(rc == 0, "%s: %s", cases[i].file, err.message);
-        if (cases[i].writer == 1 || cases[i].writer == 2)
+        if (cases[i].writer == 1 || cases[i].writer == 2 || path_has_suffix(out, ".bin"))
             CHECKF(rc == 0 && same_minimal_records(out, fixture(cases[i].file)),
                    "%s: our records differ from the tool's", cases[i].file);
         else

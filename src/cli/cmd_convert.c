@@ -48,8 +48,9 @@ int cmd_convert(int argc, char **argv) {
          "({token: tensor}); default from OUT: .safetensors kohya, .pt/.ckpt a1111, .bin diffusers",
          FORMATS, false},
         {"token", OPT_STRING, &args.token,
-         "token name for --format diffusers (default: the input's token, else its file name)", NULL,
-         false},
+         "token name for --format diffusers (default: the input's diffusers token, else its file "
+         "name)",
+         NULL, false},
         {"save_precision", OPT_STRING, &args.save_precision,
          "dtype of the written vectors (default: as stored in IN)", PRECISIONS, false},
     };
@@ -116,9 +117,11 @@ int cmd_convert(int argc, char **argv) {
     } else if (strcmp(format, "a1111") == 0) {
         rc = embedding_save_a1111_pt(&e, out, dtype, &err);
     } else {
-        bool from_diffusers =
-            e.format == EMBEDDING_DIFFUSERS_BIN || e.format == EMBEDDING_DIFFUSERS_SAFETENSORS;
-        const char *token = args.token ? args.token : from_diffusers ? e.key : e.name;
+        /* a diffusers file's key is its token; "*" (A1111's placeholder) is a CLIP word */
+        bool keyed =
+            (e.format == EMBEDDING_DIFFUSERS_BIN || e.format == EMBEDDING_DIFFUSERS_SAFETENSORS) &&
+            strcmp(e.key, "*") != 0;
+        const char *token = args.token ? args.token : keyed ? e.key : e.name;
         rc = embedding_save_diffusers(&e, out, token, dtype, &err);
     }
     if (rc != 0) {

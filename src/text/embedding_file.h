@@ -111,8 +111,8 @@ int embedding_set_kohya_metadata(Embedding *e, const KohyaMetadataArgs *args, Er
 /* Writers; each converts the float data to `dtype` (F32, F16 or BF16) and writes atomically. */
 /* kohya's save_weights: {"emb_params": [N, dim]} with e->meta as __metadata__. */
 int embedding_save_kohya_safetensors(const Embedding *e, const char *path, DType dtype, Error *err);
-/* kohya's save_weights with .pt: torch.save({"emb_params": [N, dim]}). The .pt writers (this
- * and A1111's) keep only the zip records torch <= 2.0 wrote (data.pkl, data/0, version): A1111's
+/* kohya's save_weights with .pt: torch.save({"emb_params": [N, dim]}). The torch-file writers
+ * (.pt, .bin) keep only the zip records torch <= 2.0 wrote (data.pkl, data/0, version): A1111's
  * safe unpickler (modules/safe.py check_zip_filenames) refuses the records newer torch adds
  * (.format_version, .storage_alignment), so a plain torch 2.4+ torch.save file does not load
  * there. The pickle is torch.save's, byte for byte. */

@@ -48,10 +48,10 @@ int embedding_save_kohya_safetensors(const Embedding *e, const char *path, DType
     return rc;
 }
 
-/* torch.save({key: tensor}) with a plain (non-Parameter, no-grad) tensor; `minimal`: the zip
- * records torch <= 2.0 wrote, which A1111's safe unpickler accepts. */
+/* torch.save({key: tensor}) with a plain (non-Parameter, no-grad) tensor, in the zip records
+ * torch <= 2.0 wrote, which A1111's safe unpickler accepts. */
 static int save_single_torch(const Embedding *e, const char *path, const char *key, DType dtype,
-                             bool one_dim, bool minimal, Error *err) {
+                             bool one_dim, Error *err) {
     TensorSet set;
     PickleDoc doc;
     tensor_set_init(&set);
@@ -63,8 +63,7 @@ static int save_single_torch(const Embedding *e, const char *path, const char *k
         if (!root || !t || pickle_dict_set(&doc, root, key, t) != 0)
             rc = error_set(err, "out of memory");
         else
-            rc = minimal ? torch_file_save_minimal(path, root, &set, err)
-                         : torch_file_save(path, root, &set, err);
+            rc = torch_file_save_minimal(path, root, &set, err);
     }
     pickle_doc_free(&doc);
     tensor_set_free(&set);
@@ -72,7 +71,7 @@ static int save_single_torch(const Embedding *e, const char *path, const char *k
 }
 
 int embedding_save_kohya_pt(const Embedding *e, const char *path, DType dtype, Error *err) {
-    return save_single_torch(e, path, "emb_params", dtype, false, true, err);
+    return save_single_torch(e, path, "emb_params", dtype, false, err);
 }
 
 static char *stem_of(const char *path) {
@@ -129,7 +128,7 @@ int embedding_save_diffusers(const Embedding *e, const char *path, const char *t
     if (!token || !token[0])
         return error_set(err, "%s: a diffusers embedding needs a token name", path);
     if (!path_has_suffix(path, ".safetensors"))
-        return save_single_torch(e, path, token, dtype, e->one_dim, false, err);
+        return save_single_torch(e, path, token, dtype, e->one_dim, err);
     TensorSet set;
     tensor_set_init(&set);
     int rc = add_tensor(&set, token, e, dtype, e->one_dim, err);
