@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "nn/attention.h"
 #include "nn/attention_internal.h"
+#include "nn/attention_kernels.h"
 #include "test_util.h"
 
 #define TOL 1e-5
@@ -252,6 +253,71 @@ static void test_finite_differences(NnContext *ctx, int causal) {
     free(num);
 }
 
+typedef void (*GemmFn)(int, int, int, float, const float *, ptrdiff_t, ptrdiff_t, const float *,
+                       ptrdiff_t, float, float *, ptrdiff_t);
+
+/* The tile product (run-time dispatched, AVX-512 here, and the portable one) against a double
+ * sum, A as stored and transposed, widths that exercise every column blocking (1, 2, 3
+ * vectors, masked tails, more than 48), rows not a multiple of the row block, beta 0 and 1. */
+static void test_gemm_kernel(GemmFn gemm, const char *name) {
+    enum { M = 13, K = 9, NMAX = 83, LDA = 100, LDB = 90, LDC = 95 };
+    static float a[LDA * LDA], b[K * LDB], c[M * LDC], c0[M * LDC];
+    unsigned long long st = 99;
+    for (size_t i = 0; i < sizeof a / sizeof *a; i++)
+        a[i] = next_uniform(&st);
+    for (size_t i = 0; i < sizeof b / sizeof *b; i++)
+        b[i] = next_uniform(&st);
+    for (size_t i = 0; i < sizeof c0 / sizeof *c0; i++)
+        c0[i] = next_uniform(&st);
+    double worst = 0;
+    for (int trans = 0; trans < 2; trans++)
+        for (int beta = 0; beta < 2; beta++)
+            for (int n = 1; n <= NMAX; n += (n < 50 ? 1 : 11)) {
+                const ptrdiff_t a_row = trans ? 1 : LDA, a_col = trans ? LDA : 1;
+                memcpy(c, c0, sizeof c);
+                gemm(M, n, K, 0.7f, a, a_row, a_col, b, LDB, (float)beta, c, LDC);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < LDC; j++) {
+                        double ref = c0[i * LDC + j];
+                        if (j < n) {
+                            double sum = 0;
+                            for (int p = 0; p < K; p++)
+                                sum += (double)a[i * a_row + p * a_col] * b[p * LDB + j];
+                            ref = 0.7 * sum + beta * (double)c0[i * LDC + j];
+                        }
+                        double e = fabs(c[i * LDC + j] - ref);
+                        worst = e > worst || isnan(e) ? e : worst;
+                    }
+            }
+    printf("%s vs double: max abs error %.2e (values ~1)\n", name, worst);
+    CHECKF(worst < 1e-5, "%s: max error %.3e (columns past n must stay untouched)", name, worst);
+}
+
+typedef float (*ExpFn)(float *, int, float);
+
+/* exp(x - sub) and the sum over a range with underflow, -inf (masked scores) and a tail. */
+static void test_exp_kernel(ExpFn fn, const char *name) {
+    enum { N = 1203 };
+    static float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = -110.0f + 120.0f * (float)i / (N - 1);
+    x[5] = -INFINITY;
+    double ref_sum = 0, worst = 0;
+    float sum = fn(x, N, 3.0f);
+    for (int i = 0; i < N; i++) {
+        float xi = i == 5 ? -INFINITY : -110.0f + 120.0f * (float)i / (N - 1);
+        double ref = exp((double)(xi - 3.0f)); /* the kernel subtracts in float too */
+        ref_sum += ref;
+        /* relative error; near float's smallest normal, flushing to exact 0 is allowed too */
+        double e = ref > 1e-37 || x[i] != 0.0f ? fabs(x[i] - ref) / ref : 0.0;
+        worst = e > worst || isnan(e) ? e : worst;
+    }
+    double sum_err = fabs(sum - ref_sum) / ref_sum;
+    printf("%s: max relative error %.2e, sum %.2e\n", name, worst, sum_err);
+    CHECKF(worst < 1e-6 && sum_err < 1e-6, "%s: error %.3e, sum error %.3e", name, worst, sum_err);
+    CHECKF(x[5] == 0.0f, "%s: exp(-inf) gave %g", name, x[5]);
+}
+
 static void test_bad_arguments(NnContext *ctx) {
     Error err = {{0}};
     float x[8] = {0};
@@ -273,6 +339,10 @@ int main(void) {
     Error err = {{0}};
     tensor_set_init(&g_fix);
     CHECK_OK(safetensors_open(test_fixture("nn/attn/attention.safetensors"), &g_fix, &err), &err);
+    test_gemm_kernel(attn_gemm, "attn_gemm (dispatched)");
+    test_gemm_kernel(attn_gemm_portable, "attn_gemm_portable");
+    test_exp_kernel(attn_exp_sub_sum, "attn_exp_sub_sum (dispatched)");
+    test_exp_kernel(attn_exp_sub_sum_portable, "attn_exp_sub_sum_portable");
     test_against_torch();
     NnContext *ctx = NULL;
     CHECK_OK(nn_context_create(2, &ctx, &err), &err);

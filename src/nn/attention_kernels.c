@@ -35,9 +35,9 @@ static int use_avx512(void) {
 
 /* ---- portable ------------------------------------------------------------------------- */
 
-static void gemm_portable(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
-                          ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
-                          ptrdiff_t ldc) {
+void attn_gemm_portable(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
+                        ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
+                        ptrdiff_t ldc) {
     /* oneDNN's sgemm takes the transposed-A case as 'T' with lda = a_col. */
     if (a_col == 1)
         dnnl_sgemm('N', 'N', m, n, k, alpha, a, a_row, b, ldb, beta, c, ldc);
@@ -45,14 +45,14 @@ static void gemm_portable(int m, int n, int k, float alpha, const float *a, ptrd
         dnnl_sgemm('T', 'N', m, n, k, alpha, a, a_col, b, ldb, beta, c, ldc);
 }
 
-static float exp_sub_portable(float *x, int n, float sub, int want_sum) {
+float attn_exp_sub_sum_portable(float *x, int n, float sub) {
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
         float e = x[i] - sub >= EXP_MIN ? expf(x[i] - sub) : 0.0f;
         x[i] = e;
         sum += e;
     }
-    return want_sum ? sum : 0.0f;
+    return sum;
 }
 
 /* ---- AVX-512 -------------------------------------------------------------------------- */
@@ -217,7 +217,7 @@ void attn_gemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row
         return;
     }
 #endif
-    gemm_portable(m, n, k, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
+    attn_gemm_portable(m, n, k, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
 }
 
 float attn_row_max(const float *x, int n) {
@@ -236,7 +236,7 @@ float attn_exp_sub_sum(float *x, int n, float sub) {
     if (use_avx512())
         return exp_sub_avx512(x, n, sub);
 #endif
-    return exp_sub_portable(x, n, sub, 1);
+    return attn_exp_sub_sum_portable(x, n, sub);
 }
 
 void attn_exp_sub(float *x, int n, float sub) {
@@ -246,7 +246,7 @@ void attn_exp_sub(float *x, int n, float sub) {
         return;
     }
 #endif
-    exp_sub_portable(x, n, sub, 0);
+    attn_exp_sub_sum_portable(x, n, sub);
 }
 
 float attn_dot(const float *a, const float *b, int n) {

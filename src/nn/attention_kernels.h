@@ -22,4 +22,11 @@ float attn_dot(const float *a, const float *b, int n);
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void attn_transpose(const float *src, int rows, int cols, ptrdiff_t lds, float *dst, ptrdiff_t ldd);
 
+/* The portable implementations, which the dispatchers use without AVX-512; public so tests
+ * check them on machines that have it. */
+void attn_gemm_portable(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
+                        ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
+                        ptrdiff_t ldc);
+float attn_exp_sub_sum_portable(float *x, int n, float sub);
+
 #endif
