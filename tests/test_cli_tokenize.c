@@ -240,9 +240,71 @@ static void check_plain_forms(const char *tmp) {
     free(text);
 }
 
+/* sdti forward with unchunked padded rows [B, 152] (SD1, whose chunks carry the row's ids
+ * unchanged, so the row can be rebuilt from kohya's chunks): chunked by sdti as kohya does. */
+static void check_forward_padded_rows(const char *tmp) {
+    TensorSet fx, in;
+    tensor_set_init(&fx);
+    tensor_set_init(&in);
+    Error err = {{0}};
+    CHECK_OK(safetensors_open(test_fixture("text_encoder/sd1-tiny-150.safetensors"), &fx, &err),
+             &err);
+    const NamedTensor *ids = tensor_set_find(&fx, "input_ids");
+    const NamedTensor *extra = tensor_set_find(&fx, "extra_rows");
+    if (ids && extra && ids->shape[1] == 2) {
+        int batch = (int)ids->shape[0];
+        int64_t rows[8][152];
+        const int64_t *c = ids->data;
+        for (int b = 0; b < batch && b < 8; b++) {
+            const int64_t *ch = c + (size_t)b * 2 * 77;
+            rows[b][0] = ch[0];
+            memcpy(&rows[b][1], ch + 1, 75 * sizeof(int64_t));
+            memcpy(&rows[b][76], ch + 77 + 1, 75 * sizeof(int64_t));
+            rows[b][151] = ch[77 + 76];
+        }
+        int64_t shape[2] = {batch, 152};
+        char in_path[1100], out_path[1100], cmd[4096];
+        snprintf(in_path, sizeof in_path, "%s/padded-rows.safetensors", tmp);
+        snprintf(out_path, sizeof out_path, "%s/padded-rows-out.safetensors", tmp);
+        CHECK_OK(tensor_set_add(&in, "input_ids", DTYPE_I64, 2, shape, rows, &err), &err);
+        CHECK_OK(tensor_set_add(&in, "extra_rows", extra->dtype, extra->ndim, extra->shape,
+                                extra->data, &err),
+                 &err);
+        CHECK_OK(safetensors_write(in_path, &in, &err), &err);
+        char model[1024];
+        snprintf(model, sizeof model, "%s", test_fixture("models/sd1-tiny/diffusers"));
+        snprintf(cmd, sizeof cmd,
+                 "%s forward --model %s --component text-encoder --inputs %s --out %s "
+                 "--clip_skip 2 --threads 1",
+                 bin(), model, in_path, out_path);
+        char *text = NULL;
+        int rc = test_run(cmd, &text);
+        CHECKF(rc == 0, "%s: exit %d: %s", cmd, rc, text ? text : "");
+        free(text);
+        if (rc == 0)
+            compare_hidden(out_path, &fx, 2, -1, "forward padded rows [B, 152]");
+        /* a row length that is no chunk count */
+        int64_t bad_shape[2] = {1, 100};
+        TensorSet bad;
+        tensor_set_init(&bad);
+        CHECK_OK(tensor_set_add(&bad, "input_ids", DTYPE_I64, 2, bad_shape, rows, &err), &err);
+        CHECK_OK(safetensors_write(in_path, &bad, &err), &err);
+        tensor_set_free(&bad);
+        rc = test_run(cmd, &text);
+        CHECK(rc == 1);
+        CHECKF(text && strstr(text, "[batch, 77]"), "bad input_ids shape: %s", text ? text : "");
+        free(text);
+    } else {
+        CHECKF(0, "sd1-tiny-150 fixture: input_ids / extra_rows missing");
+    }
+    tensor_set_free(&in);
+    tensor_set_free(&fx);
+}
+
 int main(void) {
     const char *tmp = test_tmp_dir("cli_tokenize");
     check_plain_forms(tmp);
+    check_forward_padded_rows(tmp);
     check_model("models/sd1-tiny/diffusers", "sd1-tiny", tmp);
     check_model("models/sd2-tiny/diffusers", "sd2-tiny", tmp);
     return test_finish();
