@@ -188,8 +188,82 @@ static void test_errors(void) {
     dataset_config_free(&cfg);
 }
 
+/* --in_json (kohya's FineTuningDataset): keys longest first, caption + separator + tags,
+ * relative paths under image_dir; --alpha_mask masks; the latent-caching load. */
+static void test_finetuning(void) {
+    Error err = {{0}};
+    const char *dir = test_tmp_dir("test_dataset_ft");
+    char cmd[4096], meta[1200];
+    /* test_fixture returns one static buffer: one call per command */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", test_fixture("dataset/images/rgb.png"), dir);
+    CHECK(test_run(cmd, NULL) == 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", test_fixture("dataset/images/rgba.png"), dir);
+    CHECK(test_run(cmd, NULL) == 0);
+    snprintf(meta, sizeof meta, "%s/meta.json", dir);
+    const char *json = "{\"rgb.png\": {\"caption\": \"mychar\"},\n"
+                       " \"rgba.png\": {\"caption\": \"mychar, a\", \"tags\": \"t1, t2\"}}";
+    test_write_file(meta, json, strlen(json));
+    DatasetArgs args;
+    dataset_args_init(&args);
+    args.train_data_dir = dir;
+    args.in_json = meta;
+    args.has_resolution = true;
+    args.resolution[0] = args.resolution[1] = 64;
+    args.enable_bucket = true;
+    args.min_bucket_reso = 64;
+    args.max_bucket_reso = 128;
+    args.alpha_mask = true;
+    args.num_repeats = 3;
+    DatasetGroupConfig cfg;
+    CHECK_OK(dataset_config_from_args(&args, &cfg, &err), &err);
+    PyRandom rng;
+    py_random_seed(&rng, 5);
+    Dataset ds;
+    CHECK_OK(dataset_build(&cfg.datasets[0], &rng, &ds, &err), &err);
+    CHECK(ds.image_count == 2 && ds.num_train_images == 6);
+    if (ds.image_count == 2) {
+        CHECK(ends_with(ds.images[0].path, "/rgba.png")); /* longer key first */
+        CHECK(!strcmp(ds.images[0].caption, "mychar, a,t1, t2"));
+        CHECK(!strcmp(ds.images[1].caption, "mychar") && ds.images[1].num_repeats == 3);
+        for (size_t i = 0; i < 2; i++) {
+            const DatasetImage *im = &ds.images[i];
+            size_t hw = (size_t)im->bucket.width * im->bucket.height;
+            float *px = malloc(sizeof(float) * 3 * hw), *mask = malloc(sizeof(float) * hw);
+            CHECK_OK(dataset_load_for_cache(&ds, i, false, px, mask, &err), &err);
+            size_t ones = 0;
+            bool in_range = true;
+            for (size_t k = 0; k < hw; k++) {
+                ones += mask[k] == 1.0f;
+                in_range &= mask[k] >= 0.0f && mask[k] <= 1.0f;
+            }
+            CHECK(in_range);
+            CHECKF(i == 0 ? ones < hw : ones == hw, "image %zu: %zu of %zu mask values are 1", i,
+                   ones, hw);
+            DatasetSample smp;
+            CHECK_OK(dataset_load_sample(&ds, i, true, NULL, 0, NULL, &rng, &smp, &err), &err);
+            CHECK(smp.alpha_mask != NULL && !memcmp(smp.pixels, px, sizeof(float) * 3 * hw));
+            dataset_sample_free(&smp);
+            free(px);
+            free(mask);
+        }
+    }
+    if (ds.config)
+        CHECK_OK(dataset_check_latents_cacheable(&ds, &err), &err);
+    dataset_free(&ds);
+    dataset_config_free(&cfg);
+
+    args.color_aug = true;
+    CHECK_OK(dataset_config_from_args(&args, &cfg, &err), &err);
+    CHECK_OK(dataset_build(&cfg.datasets[0], &rng, &ds, &err), &err);
+    CHECK_FAILS_WITH(dataset_check_latents_cacheable(&ds, &err), &err,
+                     "color_aug and random_crop cannot be used");
+    dataset_free(&ds);
+    dataset_config_free(&cfg);
+}
+
 int main(void) {
     test_tree();
+    test_finetuning();
     test_errors();
     return test_finish();
 }

@@ -161,6 +161,8 @@ static const BadCase BAD[] = {
     {DS SUB "caption_separator = \"\"\n", "bad.toml:3: caption_separator is empty"},
     {DS SUB "resize_interpolation = \"fancy\"\n", "resize_interpolation 'fancy' is not one of"},
     {DS SUB "face_crop_aug_range = [2.0, 4.0]\n", "face_crop_aug_range is not supported"},
+    {DS SUB "resize_interpolation = \"bicubic\"\n",
+     "bad.toml:3: resize_interpolation 'bicubic' is not supported by sdti yet"},
     /* TOML syntax errors keep the parser's place */
     {DS SUB "num_repeats = \n", "bad.toml:5:15:"},
 };

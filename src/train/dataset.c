@@ -574,6 +574,17 @@ static ResizeMethod resize_method(const char *name, const char *fallback) {
     return !strcmp(n, "area") ? RESIZE_AREA : RESIZE_LANCZOS;
 }
 
+/* kohya: alpha / 255 as float32 from an RGBA image, ones for an RGB one. */
+static int alpha_from_image(const Image *img, float **out, Error *err) {
+    size_t n = (size_t)img->width * img->height;
+    *out = malloc(sizeof(float) * (n ? n : 1));
+    if (!*out)
+        return error_set(err, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = img->channels == 4 ? (float)img->pixels[i * 4 + 3] / 255.0f : 1.0f;
+    return 0;
+}
+
 int dataset_load_sample(const Dataset *ds, size_t index, bool load_pixels,
                         const CaptionReplacement *repl, size_t repl_count, const CaptionStep *step,
                         PyRandom *rng, DatasetSample *out, Error *err) {
@@ -587,7 +598,7 @@ int dataset_load_sample(const Dataset *ds, size_t index, bool load_pixels,
     bucket_crop_ltrb(im->bucket, im->width, im->height, out->crop_ltrb);
     if (load_pixels) {
         Image img;
-        ImageLoadOptions opts = {0};
+        ImageLoadOptions opts = {.keep_alpha = s->alpha_mask};
         if (image_load_file(im->path, &opts, &img, err) != 0)
             return -1;
         if (img.exif_orientation != 1)
@@ -643,6 +654,11 @@ int dataset_load_sample(const Dataset *ds, size_t index, bool load_pixels,
         image_to_tensor(&img, out->pixels);
         out->width = img.width;
         out->height = img.height;
+        if (s->alpha_mask && alpha_from_image(&img, &out->alpha_mask, err) != 0) {
+            image_free(&img);
+            dataset_sample_free(out);
+            return -1;
+        }
         image_free(&img);
     }
     CaptionRules rules = {
@@ -667,6 +683,7 @@ int dataset_load_sample(const Dataset *ds, size_t index, bool load_pixels,
 
 void dataset_sample_free(DatasetSample *s) {
     free(s->pixels);
+    free(s->alpha_mask);
     free(s->caption);
     memset(s, 0, sizeof *s);
 }
@@ -706,5 +723,48 @@ int dataset_check_token_string(const Dataset *datasets, size_t count, const char
                     total, token, examples[0], examples[1] ? ", " : "",
                     examples[1] ? examples[1] : "", examples[2] ? ", " : "",
                     examples[2] ? examples[2] : "");
+    return 0;
+}
+
+int dataset_load_for_cache(const Dataset *ds, size_t index, bool flipped, float *out,
+                           float *alpha_mask, Error *err) {
+    const DatasetImage *im = &ds->images[index];
+    const SubsetConfig *s = &ds->config->subsets[im->subset];
+    Image img;
+    ImageLoadOptions opts = {.keep_alpha = s->alpha_mask};
+    if (image_load_file(im->path, &opts, &img, err) != 0)
+        return -1;
+    if (image_trim_and_resize(
+            &img, im->bucket.width, im->bucket.height, im->resized.width, im->resized.height, false,
+            NULL, resize_method(s->resize_interpolation, ds->config->resize_interpolation),
+            err) != 0) {
+        image_free(&img);
+        return error_prefix(err, "%s: ", im->path);
+    }
+    if (flipped)
+        image_flip_horizontal(&img);
+    image_to_tensor(&img, out);
+    if (alpha_mask && s->alpha_mask) {
+        float *m;
+        if (alpha_from_image(&img, &m, err) != 0) {
+            image_free(&img);
+            return -1;
+        }
+        memcpy(alpha_mask, m, sizeof(float) * (size_t)img.width * img.height);
+        free(m);
+    }
+    image_free(&img);
+    return 0;
+}
+
+int dataset_check_latents_cacheable(const Dataset *ds, Error *err) {
+    for (size_t i = 0; i < ds->config->subset_count; i++) {
+        const SubsetConfig *s = &ds->config->subsets[i];
+        if (s->color_aug || s->random_crop)
+            return error_set(err,
+                             "%s: when caching latents, color_aug and random_crop cannot be used "
+                             "(as in kohya): turn them off or drop --cache_latents",
+                             s->where);
+    }
     return 0;
 }

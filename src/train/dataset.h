@@ -79,7 +79,8 @@ typedef struct DatasetSample {
     bool flipped;
     float loss_weight; /* prior_loss_weight for reg images, else 1 */
     double crop_ltrb[4];
-    char *caption; /* processed */
+    float *alpha_mask; /* height x width in [0, 1] with the subset's alpha_mask, else NULL */
+    char *caption;     /* processed */
 } DatasetSample;
 
 /* One image of a batch, as __getitem__ prepares it. With load_pixels false (latents are
@@ -88,6 +89,17 @@ int dataset_load_sample(const Dataset *ds, size_t image_index, bool load_pixels,
                         const CaptionReplacement *repl, size_t repl_count, const CaptionStep *step,
                         PyRandom *rng, DatasetSample *out, Error *err);
 void dataset_sample_free(DatasetSample *s);
+
+/* The pixels kohya encodes when caching latents (load_images_and_masks_for_caching): the image
+ * resized and center-cropped to its bucket, no random draws; `flipped` mirrors it (the
+ * latents_flipped of flip_aug). out: 3 x bucket.height x bucket.width floats; alpha_mask
+ * (may be NULL) gets bucket.height x bucket.width values when the subset has alpha_mask. */
+int dataset_load_for_cache(const Dataset *ds, size_t image_index, bool flipped, float *out,
+                           float *alpha_mask, Error *err);
+
+/* kohya's is_latent_cacheable: caching needs no color_aug and no random_crop in any subset
+ * (the same message as kohya's assert otherwise). */
+int dataset_check_latents_cacheable(const Dataset *ds, Error *err);
 
 /* Before training: the token string must occur in the captions of the training (not reg)
  * images. None at all is an error

@@ -317,6 +317,12 @@ static int resolve_subset(const Chain *c, const DatasetArgs *a, SubsetConfig *s,
                          "%s: resize_interpolation '%s' is not one of lanczos, nearest, bilinear, "
                          "linear, bicubic, cubic, area, box",
                          s->where, s->resize_interpolation);
+    if (s->resize_interpolation && strcmp(s->resize_interpolation, "area") &&
+        strcmp(s->resize_interpolation, "lanczos"))
+        return error_set(err,
+                         "%s: resize_interpolation '%s' is not supported by sdti yet (area and "
+                         "lanczos are; leave it unset for kohya's automatic choice)",
+                         s->where, s->resize_interpolation);
     if (s->has_face_crop_aug_range)
         return error_set(err,
                          "%s: face_crop_aug_range is not supported by sdti yet (it needs the face "
@@ -359,6 +365,12 @@ static int resolve_dataset(const Chain *c, const DatasetArgs *a, DatasetConfig *
     if (d->resize_interpolation && !dataset_interpolation_valid(d->resize_interpolation))
         return error_set(err, "%s: resize_interpolation '%s' is not a known interpolation", where,
                          d->resize_interpolation);
+    if (d->resize_interpolation && strcmp(d->resize_interpolation, "area") &&
+        strcmp(d->resize_interpolation, "lanczos"))
+        return error_set(err,
+                         "%s: resize_interpolation '%s' is not supported by sdti yet (area and "
+                         "lanczos are)",
+                         where, d->resize_interpolation);
     /* train_textual_inversion.py: verify_bucket_reso_steps(64), only with buckets. */
     if (d->enable_bucket && (d->bucket_reso_steps <= 0 || d->bucket_reso_steps % 64 != 0))
         return error_set(err,
