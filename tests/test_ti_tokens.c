@@ -127,6 +127,12 @@ static void test_case(const cJSON *c) {
         }
         CHECKF(memcmp(orig, m, (size_t)base * (size_t)dim * sizeof *orig) == 0,
                "%s: an original row changed", s);
+        /* what kohya saves: weight[token_ids] */
+        Embedding saved;
+        CHECK_OK(ti_tokens_extract(&t, m, rows, dim, &saved, &err), &err);
+        CHECK(ref && saved.num_vectors == n && saved.dim == dim && strcmp(saved.name, s) == 0 &&
+              memcmp(saved.data, ref->data, (size_t)n * (size_t)dim * sizeof(float)) == 0);
+        embedding_free(&saved);
         free(orig);
         free(m);
     }

@@ -161,6 +161,29 @@ int ti_tokens_load_weights(const TiTokens *t, const Embedding *w, const char *pa
     return 0;
 }
 
+int ti_tokens_extract(const TiTokens *t, const float *token_embeds, int rows, int dim,
+                      Embedding *out, Error *err) {
+    if (check_rows(t, rows, dim, err) != 0)
+        return -1;
+    embedding_init(out);
+    size_t n = (size_t)t->num_vectors * (size_t)dim;
+    out->name = strdup(t->token_string);
+    out->key = strdup("emb_params");
+    out->data = malloc(n * sizeof(float));
+    if (!out->name || !out->key || !out->data) {
+        embedding_free(out);
+        return error_set(err, "out of memory");
+    }
+    out->format = EMBEDDING_KOHYA_SAFETENSORS;
+    out->num_vectors = t->num_vectors;
+    out->dim = dim;
+    out->dtype = DTYPE_F32;
+    for (int i = 0; i < t->num_vectors; i++)
+        memcpy(out->data + (size_t)i * (size_t)dim, token_embeds + (size_t)t->ids[i] * (size_t)dim,
+               (size_t)dim * sizeof(float));
+    return 0;
+}
+
 char *ti_tokens_rewrite_caption(const TiTokens *t, const char *caption) {
     if (t->num_vectors == 1)
         return strdup(caption);

@@ -7,6 +7,9 @@
  *       or truncated, kohya only prints a note; a W with no tokens at all is an error here,
  *       where kohya fails with ZeroDivisionError);
  *   --weights FILE  ->  the file's N rows overwrite the initialised ones (after init_word);
+ *       the file's own token never enters the tokenizer, so continuing an embedding whose token
+ *       is the token string is not refused (load --weights after ti_tokens_add, not as a
+ *       prompt embedding);
  *   captions (N > 1)  ->  every occurrence of S, substrings too, becomes "S S1 ... S{N-1}"
  *       (Python str.replace); with N == 1 captions are used as they are. */
 #ifndef SDTI_TEXT_TI_TOKENS_H
@@ -48,6 +51,11 @@ int ti_tokens_init_rows(const TiTokens *t, float *token_embeds, int rows, int di
  * the width `dim`, with an error naming the file, both counts and what to change otherwise. */
 int ti_tokens_load_weights(const TiTokens *t, const Embedding *weights, const char *path,
                            float *token_embeds, int rows, int dim, Error *err);
+
+/* What kohya saves: the new rows weight[token_ids] as an embedding [N, dim] (float32, named
+ * after the token string; the caller sets metadata and the save dtype). `out` is replaced. */
+int ti_tokens_extract(const TiTokens *t, const float *token_embeds, int rows, int dim,
+                      Embedding *out, Error *err);
 
 /* Caption rewrite: a malloc'd copy of `caption` with every token_string replaced by
  * t->replacement when N > 1 (an unchanged copy when N == 1). NULL when out of memory. */
