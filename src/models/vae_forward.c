@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "models/vae_internal.h"
-#include "nn/resample.h"
 
 static void plan_common(VaePlan *p, const VaeConfig *cfg) {
     int widest = 0;
@@ -49,9 +48,14 @@ static void decode_plan(const Vae *vae, int h, int w, VaePlan *p) {
         for (int r = 0; r < cfg->layers_per_block + 1; r++)
             vae_plan_resnet(p, &d->resnets[j][r], h, w);
         if (j < cfg->num_levels - 1) {
+            const VaeConv *up = &d->upsample[j];
+            vae_plan_conv(p, up, h, w, 2 * h, 2 * w);
+            if (p->scratch < vae_upsample_conv_scratch_floats(up, h, w))
+                p->scratch = vae_upsample_conv_scratch_floats(up, h, w);
+            if (p->wscratch < vae_upsample_conv_weight_floats(up))
+                p->wscratch = vae_upsample_conv_weight_floats(up);
             h *= 2;
             w *= 2;
-            vae_plan_conv(p, &d->upsample[j], h, w, h, w);
         }
     }
     /* conv_out writes the caller's image directly; only its input is an activation */
@@ -182,15 +186,12 @@ static int decode_sample(NnContext *ctx, const Vae *vae, int h, int w, const flo
             if (vae_resnet_forward(ctx, &d->resnets[j][r], h, w, work, &cur, err) != 0)
                 return error_prefix(err, "decoder.up_blocks.%d.resnets.%d: ", j, r);
         if (j < L - 1) {
-            int ch = cfg->block_out_channels[L - 1 - j];
-            upsample_nearest2x_forward(ch, h, w, work->act[cur], work->act[1 - cur]);
+            if (vae_upsample_conv_forward(ctx, &d->upsample[j], h, w, work->act[cur],
+                                          work->act[1 - cur], work, err) != 0)
+                return error_prefix(err, "decoder.up_blocks.%d.upsamplers.0: ", j);
             cur = 1 - cur;
             h *= 2;
             w *= 2;
-            if (vae_conv_forward(ctx, &d->upsample[j], 1, h, w, work->act[cur], work->act[1 - cur],
-                                 work, err) != 0)
-                return error_prefix(err, "decoder.up_blocks.%d.upsamplers.0: ", j);
-            cur = 1 - cur;
         }
     }
     vae_norm_silu(ctx, cfg, &d->norm_out_w, &d->norm_out_b, cfg->block_out_channels[0], h, w,

@@ -31,6 +31,13 @@ void vae_plan_conv(VaePlan *p, const VaeConv *c, int in_h, int in_w, int out_h, 
  * kernel / 2; stride 2: the encoder downsample's (0, 1, 0, 1) padding. One sample. */
 int vae_conv_forward(NnContext *ctx, const VaeConv *c, int stride, int h, int w, const float *x,
                      float *y, const VaeWork *work, Error *err);
+/* Nearest 2x upsampling + 3x3 conv (the decoder's Upsample2D) as one 2x2 convolution over
+ * the four output phases: x [C, h, w] -> y [C, 2h, 2w]. Uses work->scratch
+ * (vae_upsample_conv_scratch_floats) and work->wscratch (vae_upsample_conv_weight_floats). */
+int vae_upsample_conv_forward(NnContext *ctx, const VaeConv *c, int h, int w, const float *x,
+                              float *y, const VaeWork *work, Error *err);
+size_t vae_upsample_conv_scratch_floats(const VaeConv *c, int h, int w);
+size_t vae_upsample_conv_weight_floats(const VaeConv *c);
 /* y = silu(group_norm(x)), one sample. */
 void vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
                    const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
