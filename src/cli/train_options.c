@@ -219,6 +219,8 @@ static int read_config_file(TrainOptions *o, Error *err) {
 }
 
 int train_options_parse(TrainOptions *o, int argc, char **argv, bool *wants_help, Error *err) {
+    if (train_option_count > TRAIN_OPTION_MAX)
+        return error_set(err, "internal: raise TRAIN_OPTION_MAX to %d", train_option_count);
     OptionSpec *specs = make_specs(o, err);
     if (!specs)
         return -1;

@@ -167,12 +167,14 @@ void train_noise_options_default(TrainNoiseOptions *o) {
 
 /* custom_train_functions.apply_noise_offset. `offset` is the strength as kohya holds it: a
  * Python float, or a float32 tensor when drawn with random strength (both end up float). */
-static void apply_noise_offset(const TrainNoiseOptions *o, TorchGenerator *g, float offset,
-                               int batch, int channels, size_t plane, const float *latents,
-                               float *noise) {
-    float per_bc_offset[64];
-    float draws[64];
+static int apply_noise_offset(const TrainNoiseOptions *o, TorchGenerator *g, float offset,
+                              int batch, int channels, size_t plane, const float *latents,
+                              float *noise, Error *err) {
     int bc = batch * channels;
+    float *per_bc_offset = malloc((size_t)bc * 2 * sizeof *per_bc_offset);
+    if (!per_bc_offset)
+        return error_set(err, "train noise: out of memory");
+    float *draws = per_bc_offset + bc;
     for (int i = 0; i < bc; i++) {
         float off = offset;
         if (o->has_adaptive_noise_scale) {
@@ -196,6 +198,8 @@ static void apply_noise_offset(const TrainNoiseOptions *o, TorchGenerator *g, fl
         for (size_t k = 0; k < plane; k++)
             e[k] = e[k] + add;
     }
+    free(per_bc_offset);
+    return 0;
 }
 
 /* custom_train_functions.pyramid_noise_like: noise += upsample(randn at 1/r^i size) *
@@ -256,8 +260,6 @@ int train_noise_draw(const NoiseSchedule *s, const TrainNoiseOptions *o, TorchGe
     if (batch < 1 || channels < 1 || height < 1 || width < 1)
         return error_set(err, "train noise: bad latent shape [%d, %d, %d, %d]", batch, channels,
                          height, width);
-    if (o->noise_offset != 0.0 && batch * channels > 64)
-        return error_set(err, "train noise: noise offset supports at most 64 batch x channels");
     if (o->multires_noise_iterations && !py_random)
         return error_set(err, "train noise: multires noise needs Python's random stream");
     /* kohya samples randint(min, max) and, when min >= max, uses max for every sample */
@@ -274,7 +276,8 @@ int train_noise_draw(const NoiseSchedule *s, const TrainNoiseOptions *o, TorchGe
             torch_rand(g, &r, 1);
             offset = r * (float)o->noise_offset;
         }
-        apply_noise_offset(o, g, offset, batch, channels, plane, latents, noise);
+        if (apply_noise_offset(o, g, offset, batch, channels, plane, latents, noise, err) != 0)
+            return -1;
     }
     if (o->multires_noise_iterations &&
         pyramid_noise(o, g, py_random, py_ctx, batch, channels, height, width, noise, err) != 0)

@@ -93,7 +93,8 @@ int optimizer_state_load(Optimizer *o, const TensorSet *in, const char *prefix, 
 
 /* torch.nn.utils.clip_grad_norm_(params, max_norm) over `count` gradient spans: the 2-norm of
  * all of them together; each is multiplied by min(max_norm / (norm + 1e-6), 1). Returns the
- * norm before clipping. */
+ * norm before clipping. kohya clips only on optimizer steps and only when --max_grad_norm is
+ * not 0, over the gradient of the whole token-embedding matrix (every row a batch used). */
 double clip_grad_norm(float *const *grads, const size_t *sizes, int count, double max_norm);
 
 #endif
