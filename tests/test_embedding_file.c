@@ -564,6 +564,15 @@ static void test_wrong_layouts(void) {
     Embedding e;
     CHECK(embedding_load(missing, &e, &err) != 0 && strstr(err.message, "missing.pt"));
     free(missing);
+    /* a file far too large to be an embedding is not read */
+    char *big = tmp_path("big.ckpt");
+    FILE *f = fopen(big, "wb");
+    CHECK(f && fseek(f, (long)EMBEDDING_MAX_FILE, SEEK_SET) == 0 && fputc(0, f) == 0);
+    if (f)
+        fclose(f);
+    expect_load_fails(big, "too large for an embedding");
+    remove(big);
+    free(big);
     char *zero = tmp_path("zero-bytes.pt");
     test_write_file(zero, "", 0);
     expect_load_fails(zero, "empty");

@@ -7,9 +7,6 @@
 #include "cli/inspect_embedding.h"
 #include "text/embedding_file.h"
 
-/* Real embeddings are a few KB; bigger files are models, not worth reading twice. */
-#define EMBEDDING_MAX_FILE (64u << 20)
-
 static const char *family(int dim) {
     return dim == 768 ? " (SD1.x, CLIP ViT-L)" : dim == 1024 ? " (SD2.x, OpenCLIP ViT-H)" : "";
 }

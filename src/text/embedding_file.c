@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/file_util.h"
 #include "formats/pickle.h"
@@ -369,6 +370,12 @@ int embedding_load(const char *path, Embedding *e, Error *err) {
     char *data;
     size_t size;
     embedding_init(e);
+    struct stat st;
+    if (stat(path, &st) == 0 && st.st_size > (off_t)EMBEDDING_MAX_FILE)
+        return error_set(err,
+                         "%s: %lld bytes is too large for an embedding (at most %u MB); is "
+                         "it a model?",
+                         path, (long long)st.st_size, EMBEDDING_MAX_FILE >> 20);
     if (file_read_all(path, &data, &size, err) != 0)
         return -1;
     int rc = embedding_load_buffer(path, data, size, e, err);

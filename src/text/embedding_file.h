@@ -28,6 +28,8 @@
 /* Limits far beyond real files (kohya: a few dozen vectors; CLIP widths 768/1024/1280). */
 #define EMBEDDING_MAX_VECTORS 4096
 #define EMBEDDING_MAX_DIM     16384
+/* Real files are a few KB (4096 x 1024 float32 vectors are 16 MB); larger files are models. */
+#define EMBEDDING_MAX_FILE (64u << 20)
 
 typedef enum EmbeddingFormat {
     EMBEDDING_KOHYA_SAFETENSORS,     /* {"emb_params": t} in a .safetensors file */

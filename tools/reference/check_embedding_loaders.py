@@ -12,8 +12,8 @@ result with:
              prompt using the token;
   A1111      the exact checks of AUTOMATIC1111/stable-diffusion-webui, reproduced here:
              modules/safe.py (the safe unpickler torch.load goes through by default):
-               check_pt -> check_zip_filenames (record names allowed by allowed_zip_names_re, in
-               the 2022 form and in the later form that also allows byteorder and
+               check_pt -> check_zip_filenames (record names allowed by allowed_zip_names_re, as
+               in commit 0593384 and in the later form that also allows byteorder and
                .data/serialization_id) and RestrictedUnpickler.find_class's allow-list;
              modules/textual_inversion/textual_inversion.py EmbeddingDatabase.load_from_file
                (commit 22ecb78b): extension dispatch, the string_to_param / SDXL / diffusers-
@@ -61,8 +61,8 @@ def fail(msg):
 
 # ---- A1111, modules/safe.py ----
 A1111_ZIP_NAMES = {
-    "2022": re.compile(r"^([^/]+)/((data/\d+)|version|(data\.pkl))$"),
-    "2023+": re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$"),
+    "safe.py@0593384": re.compile(r"^([^/]+)/((data/\d+)|version|(data\.pkl))$"),
+    "later safe.py": re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$"),
 }
 A1111_GLOBALS = {
     ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
@@ -198,7 +198,7 @@ def main():
                     verdict = "loads"
                 except Exception as e:  # noqa: BLE001 - the loader's own failure is the result
                     verdict = f"refused ({str(e).splitlines()[0][:90]})"
-                print(f"  {rel:40s} A1111 {era:6s}: {verdict}")
+                print(f"  {rel:38s} A1111 {era:15s}: {verdict}")
         for si, rel in enumerate(SOURCES):
             ref, fields = reference(rel)
             stem = os.path.splitext(os.path.basename(rel))[0]
@@ -263,7 +263,7 @@ def main():
         shutil.rmtree(work)
     print("loaded unchanged with every source's exact vectors:")
     for k, v in sorted(counts.items()):
-        print(f"  {k:14s} {v} files")
+        print(f"  {k:22s} {v} files")
     if failures:
         print(f"FAILED: {len(failures)} checks")
         sys.exit(1)
