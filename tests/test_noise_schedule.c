@@ -103,17 +103,6 @@ static void test_upsample(const TrainMathFixture *f) {
     CHECK(i == 5);
 }
 
-typedef struct Replay {
-    const cJSON *draws;
-    int next;
-} Replay;
-
-static double replay_random(void *ctx) {
-    Replay *r = ctx;
-    const cJSON *v = cJSON_GetArrayItem(r->draws, r->next++);
-    return v ? v->valuedouble : 0.5;
-}
-
 static void test_noise_draws(const TrainMathFixture *f) {
     size_t n = 0;
     const float *lat = fixture_tensor(f, "noise.latents", &n);
@@ -142,18 +131,24 @@ static void test_noise_draws(const TrainMathFixture *f) {
         noise_schedule_init(&s, json_num(c, "zero_terminal_snr", 0) != 0);
         TorchGenerator g;
         torch_rng_init(&g, (uint64_t)json_num(c, "seed", 0));
-        Replay replay = {json_get(c, "py_random"), 0};
+        /* the fixture drew from random.Random(seed) */
+        PyRandom py, py_ref;
+        py_random_seed(&py, (int64_t)json_num(c, "seed", 0));
+        py_ref = py;
         int64_t t[2];
         Error err = {0};
-        CHECK_OK(train_noise_draw(&s, &o, &g, replay_random, &replay, B, C, H, W, lat, noise, noisy,
-                                  t, &err),
-                 &err);
+        CHECK_OK(train_noise_draw(&s, &o, &g, &py, B, C, H, W, lat, noise, noisy, t, &err), &err);
         const cJSON *jt = json_get(c, "timesteps");
         for (int b = 0; b < B; b++)
             CHECKF(t[b] == (int64_t)cJSON_GetArrayItem(jt, b)->valuedouble,
                    "%s: timestep %d is %" PRId64, name, b, t[b]);
-        CHECKF(replay.next == cJSON_GetArraySize(replay.draws), "%s: used %d Python draws of %d",
-               name, replay.next, cJSON_GetArraySize(replay.draws));
+        /* it drew exactly the recorded Python values */
+        const cJSON *draws = json_get(c, "py_random");
+        for (int k = 0; k < cJSON_GetArraySize(draws); k++)
+            CHECKF(py_random_random(&py_ref) == cJSON_GetArrayItem(draws, k)->valuedouble,
+                   "%s: Python draw %d differs", name, k);
+        CHECKF(memcmp(&py, &py_ref, sizeof py) == 0, "%s: used another number of Python draws",
+               name);
         char key[96];
         snprintf(key, sizeof key, "noise.%s.noise", name);
         const float *rn = fixture_tensor(f, key, NULL);
@@ -276,14 +271,12 @@ static void test_bad_inputs(void) {
     int64_t t[1];
     Error err = {0};
     o.max_timestep = 1001;
-    CHECK_FAILS_WITH(
-        train_noise_draw(&s, &o, &g, NULL, NULL, 1, 1, 2, 2, lat, noise, noisy, t, &err), &err,
-        "outside");
+    CHECK_FAILS_WITH(train_noise_draw(&s, &o, &g, NULL, 1, 1, 2, 2, lat, noise, noisy, t, &err),
+                     &err, "outside");
     train_noise_options_default(&o);
     o.multires_noise_iterations = 2;
-    CHECK_FAILS_WITH(
-        train_noise_draw(&s, &o, &g, NULL, NULL, 1, 1, 2, 2, lat, noise, noisy, t, &err), &err,
-        "random");
+    CHECK_FAILS_WITH(train_noise_draw(&s, &o, &g, NULL, 1, 1, 2, 2, lat, noise, noisy, t, &err),
+                     &err, "random");
     LossType lt;
     CHECK_FAILS_WITH(loss_type_from_name("l3", &lt, &err), &err, "l3");
     TrainLossOptions lo;

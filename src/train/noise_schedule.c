@@ -204,9 +204,8 @@ static int apply_noise_offset(const TrainNoiseOptions *o, TorchGenerator *g, flo
 
 /* custom_train_functions.pyramid_noise_like: noise += upsample(randn at 1/r^i size) *
  * discount^i for each level, r = 2 + 2 * random.random(); then noise / noise.std(). */
-static int pyramid_noise(const TrainNoiseOptions *o, TorchGenerator *g, PyRandomFn py_random,
-                         void *py_ctx, int batch, int channels, int h, int w, float *noise,
-                         Error *err) {
+static int pyramid_noise(const TrainNoiseOptions *o, TorchGenerator *g, PyRandom *py, int batch,
+                         int channels, int h, int w, float *noise, Error *err) {
     size_t plane = (size_t)h * w, n = (size_t)batch * channels * plane;
     float *small = malloc(n * sizeof *small);
     float *up = malloc(n * sizeof *up);
@@ -216,7 +215,7 @@ static int pyramid_noise(const TrainNoiseOptions *o, TorchGenerator *g, PyRandom
         return error_set(err, "train noise: out of memory for pyramid noise (%zu floats)", n);
     }
     for (int i = 0; i < o->multires_noise_iterations; i++) {
-        double r = py_random(py_ctx) * 2 + 2;
+        double r = py_random_random(py) * 2 + 2;
         double ri = pow(r, (double)i);
         int hn = (int)((double)h / ri), wn = (int)((double)w / ri);
         if (hn < 1)
@@ -252,15 +251,15 @@ static int pyramid_noise(const TrainNoiseOptions *o, TorchGenerator *g, PyRandom
 }
 
 int train_noise_draw(const NoiseSchedule *s, const TrainNoiseOptions *o, TorchGenerator *g,
-                     PyRandomFn py_random, void *py_ctx, int batch, int channels, int height,
-                     int width, const float *latents, float *noise, float *noisy,
-                     int64_t *timesteps, Error *err) {
+                     PyRandom *py, int batch, int channels, int height, int width,
+                     const float *latents, float *noise, float *noisy, int64_t *timesteps,
+                     Error *err) {
     size_t plane = (size_t)height * width, per_sample = (size_t)channels * plane;
     size_t n = (size_t)batch * per_sample;
     if (batch < 1 || channels < 1 || height < 1 || width < 1)
         return error_set(err, "train noise: bad latent shape [%d, %d, %d, %d]", batch, channels,
                          height, width);
-    if (o->multires_noise_iterations && !py_random)
+    if (o->multires_noise_iterations && !py)
         return error_set(err, "train noise: multires noise needs Python's random stream");
     /* kohya samples randint(min, max) and, when min >= max, uses max for every sample */
     if (o->min_timestep < 0 || o->max_timestep < 0 || o->max_timestep > NOISE_SCHEDULE_STEPS ||
@@ -280,7 +279,7 @@ int train_noise_draw(const NoiseSchedule *s, const TrainNoiseOptions *o, TorchGe
             return -1;
     }
     if (o->multires_noise_iterations &&
-        pyramid_noise(o, g, py_random, py_ctx, batch, channels, height, width, noise, err) != 0)
+        pyramid_noise(o, g, py, batch, channels, height, width, noise, err) != 0)
         return -1;
 
     if (o->min_timestep < o->max_timestep) {

@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "base/rng_torch.h"
+#include "train/py_random.h"
 
 #define NOISE_SCHEDULE_STEPS 1000
 
@@ -49,10 +50,6 @@ void noise_schedule_velocity(const NoiseSchedule *s, int batch, size_t per_sampl
 void upsample_bilinear_forward(int planes, int in_h, int in_w, int out_h, int out_w, const float *x,
                                float *y);
 
-/* Python's random.random(): a double in [0, 1). kohya's pyramid noise draws from Python's
- * global generator (seeded by accelerate's set_seed), so the caller owns that stream. */
-typedef double (*PyRandomFn)(void *ctx);
-
 /* kohya's noise options (argparse values; a zero / false value means "off" as kohya tests
  * them for truth). */
 typedef struct TrainNoiseOptions {
@@ -74,14 +71,17 @@ void train_noise_options_default(TrainNoiseOptions *o);
 /* One step's noise, in kohya's draw order: randn_like(latents); rand(1) for a random noise
  * offset strength; randn(B, C, 1, 1) for the offset; per pyramid level one random.random()
  * and randn(B, C, h_i, w_i); randint(min, max, (B,)) (none when min >= max: every timestep
- * is max); rand(1) for a random ip strength; randn_like(latents) for ip noise.
+ * is max); rand(1) for a random ip strength; randn_like(latents) for ip noise. The pyramid's
+ * random.random() draws come from `py`, Python's global generator in kohya (seeded by
+ * accelerate's set_seed and shared with the dataset's choices, so the trainer passes the one
+ * stream in kohya's call order).
  *   noise     [B,C,H,W] out: the epsilon target (what kohya returns as `noise`)
  *   noisy     [B,C,H,W] out: the UNet input
  *   timesteps [B] out
- * py_random may be NULL when multires noise is off. */
+ * py may be NULL when multires noise is off. */
 int train_noise_draw(const NoiseSchedule *s, const TrainNoiseOptions *o, TorchGenerator *g,
-                     PyRandomFn py_random, void *py_ctx, int batch, int channels, int height,
-                     int width, const float *latents, float *noise, float *noisy,
-                     int64_t *timesteps, Error *err);
+                     PyRandom *py, int batch, int channels, int height, int width,
+                     const float *latents, float *noise, float *noisy, int64_t *timesteps,
+                     Error *err);
 
 #endif
