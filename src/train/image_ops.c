@@ -2,9 +2,14 @@
  * (imgproc/resize.cpp: computeResizeAreaTab, ResizeArea_Invoker, ResizeAreaFastVec) and
  * Pillow (libImaging/Resample.c: precompute_coeffs, normalize_coeffs_8bpc) step by step,
  * including where they round, so the bytes match; float arithmetic is kept in the same
- * precision and order (this file must not be compiled with FP contraction into FMAs, which
- * -std=c11 guarantees for GCC). */
+ * precision and order, without FMA contraction. */
 #include "train/image_ops.h"
+
+/* OpenCV's and Pillow's x86-64 builds have no FMA at their baseline, so their a * b + c
+ * round twice; clang would fuse them under -march=native (GCC in -std=c11 mode does not). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #include <math.h>
 #include <stdint.h>
