@@ -2,6 +2,11 @@
  * init_by_array), and Lib/random.py's methods on top of it. */
 #include "train/py_random.h"
 
+/* Python rounds a * b + c twice; clang -march=native would fuse it into one FMA. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <string.h>
 
 static void init_genrand(PyRandom *r, uint32_t s) {
