@@ -13,8 +13,9 @@ CPU flash kernel) on [B, H, L, d] views of the [B, L, H*d] tensors the projectio
 backward with q, k, v all requiring grad; F.linear and its input gradient (dy @ W);
 diffusers' GEGLU (chunk + gelu + mul) and its autograd input gradient.
 
-Printed per shape: milliseconds (best of --reps after a warm-up), ratio ours / PyTorch, and
-GFLOP/s. FLOPs: attention forward 4*B*H*Lq*Lk*d (QK^T and PV), backward 8*B*H*Lq*Lk*d (dV,
+Printed per shape: milliseconds (best of --reps after a warm-up), ratio ours / PyTorch, the
+same ratio of process CPU time per call (all threads summed; steadier than wall time when other
+processes load the machine), and GFLOP/s from the best wall time. FLOPs: attention forward 4*B*H*Lq*Lk*d (QK^T and PV), backward 8*B*H*Lq*Lk*d (dV,
 dP, dQ, dK; the recomputed QK^T is not counted, as for torch's kernel, which also recomputes);
 linear 2*rows*in*out either way. --tiles also times the attention at the listed tile sizes.
 """
@@ -57,13 +58,15 @@ GEGLU = [("geglu 4096x1280", 4096, 1280)]
 
 
 def best(fn, reps):
+    """(best wall ms, CPU ms per call summed over threads)."""
     fn()
     times = []
+    c0 = time.process_time()
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return min(times)
+    return min(times), (time.process_time() - c0) * 1e3 / reps
 
 
 def torch_attention(B, H, Lq, Lk, d, causal, backward, reps):
@@ -136,7 +139,8 @@ class Worker:
             answer.append(got.strip())
         if not answer or answer[0].startswith("error"):
             raise SystemExit(f"bench_attention: {answer}")
-        return float(answer[0].split()[0])
+        fields = answer[0].split()
+        return float(fields[0]), float(fields[2])
 
     def close(self):
         self.p.stdin.close()
@@ -157,11 +161,12 @@ def main():
     tiles = [tuple(int(v) for v in t.split("x")) for t in args.tiles.split(",") if t]
     rows = []
 
-    def report(name, direction, ours, theirs, flops, note=""):
-        rows.append((name, direction, ours, theirs, flops, note))
+    def report(name, direction, ours_both, theirs_both, flops, note=""):
+        (ours, ours_cpu), (theirs, theirs_cpu) = ours_both, theirs_both
+        rows.append((name, direction, ours, theirs, flops, note, ours_cpu, theirs_cpu))
         line = (f"{name:<24} {direction:<4} ours {ours:9.2f} ms  torch {theirs:9.2f} ms  "
-                f"ratio {ours / theirs:5.2f}  {flops / ours / 1e6:6.1f} vs "
-                f"{flops / theirs / 1e6:6.1f} GFLOP/s {note}")
+                f"ratio {ours / theirs:5.2f} (CPU time {ours_cpu / theirs_cpu:5.2f})  "
+                f"{flops / ours / 1e6:6.1f} vs {flops / theirs / 1e6:6.1f} GFLOP/s {note}")
         print(line, flush=True)
 
     for name, B, H, Lq, Lk, d, causal in ATTENTION:
@@ -197,11 +202,13 @@ def main():
             report(name, direction, ours, theirs, r * dim)
     worker.close()
     if args.markdown:
-        print("\n| shape | dir | sdti ms | torch ms | ratio | sdti GFLOP/s | torch GFLOP/s |")
-        print("|---|---|---|---|---|---|---|")
-        for name, direction, ours, theirs, flops, note in rows:
+        print("\n| shape | dir | sdti ms | torch ms | ratio | CPU-time ratio | sdti GFLOP/s | "
+              "torch GFLOP/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, direction, ours, theirs, flops, note, oc, tc in rows:
             print(f"| {name} {note} | {direction} | {ours:.2f} | {theirs:.2f} | "
-                  f"{ours / theirs:.2f} | {flops / ours / 1e6:.1f} | {flops / theirs / 1e6:.1f} |")
+                  f"{ours / theirs:.2f} | {oc / tc:.2f} | {flops / ours / 1e6:.1f} | "
+                  f"{flops / theirs / 1e6:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 /* attention_kernels.h: AVX-512 block kernels with run-time dispatch and portable fallbacks.
  *
- * The product kernel keeps a block of R rows x (16 V) columns of C in registers (R = 6,
- * V = 2 or 3: 12 or 18 accumulators, enough independent FMA chains to hide their latency),
- * broadcasts one
+ * The product kernel keeps a block of R rows x (16 V) columns of C in registers (up to 24
+ * accumulators: many independent FMA chains, few loads per FMA), broadcasts one
  * A element per row and loads one B row slice per step. The last column block uses masked
  * loads and stores, so any n works without padding.
  *
@@ -64,23 +63,23 @@ float attn_exp_sub_sum_portable(float *x, int n, float sub) {
 AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, const float *a,
                               ptrdiff_t a_row, ptrdiff_t a_col, const float *b, ptrdiff_t ldb,
                               float beta, float *c, ptrdiff_t ldc, __mmask16 mask_last) {
-    __m512 acc[6][3];
+    __m512 acc[6][5];
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 3
+#pragma GCC unroll 5
         for (int v = 0; v < V; v++)
             acc[r][v] = _mm512_setzero_ps();
     for (int p = 0; p < k; p++) {
         const float *bp = b + p * ldb;
         const float *ap = a + p * a_col;
-        __m512 bv[3];
-#pragma GCC unroll 3
+        __m512 bv[5];
+#pragma GCC unroll 5
         for (int v = 0; v < V; v++)
             bv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? mask_last : (__mmask16)0xFFFF, bp + 16 * v);
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(ap[r * a_row]);
-#pragma GCC unroll 3
+#pragma GCC unroll 5
             for (int v = 0; v < V; v++)
                 acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
@@ -89,7 +88,7 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
 #pragma GCC unroll 6
     for (int r = 0; r < R; r++) {
         float *cr = c + r * ldc;
-#pragma GCC unroll 3
+#pragma GCC unroll 5
         for (int v = 0; v < V; v++) {
             __mmask16 mv = v == V - 1 ? mask_last : (__mmask16)0xFFFF;
             __m512 res = _mm512_mul_ps(acc[r][v], va);
@@ -100,51 +99,57 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
     }
 }
 
-#define GEMM_BLOCK_ROWS(V)                                                                         \
-    switch (rows) {                                                                                \
-    case 6:                                                                                        \
-        gemm_block(6, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
-    case 5:                                                                                        \
-        gemm_block(5, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
-    case 4:                                                                                        \
-        gemm_block(4, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
-    case 3:                                                                                        \
-        gemm_block(3, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
-    case 2:                                                                                        \
-        gemm_block(2, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
-    default:                                                                                       \
-        gemm_block(1, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask);               \
-        break;                                                                                     \
+#define GEMM_BLOCK(R, V) gemm_block(R, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask)
+
+/* Rows in blocks of RB (6, or 4 when V = 5 so that R * V accumulators fit in registers). */
+#define GEMM_ROWS(V, RB)                                                                           \
+    for (int i = 0; i < m; i += RB) {                                                              \
+        const int rows = m - i < RB ? m - i : RB;                                                  \
+        const float *ai = a + i * a_row;                                                           \
+        float *cij = c + i * ldc + j;                                                              \
+        if (RB == 6 && rows == 6)                                                                  \
+            GEMM_BLOCK(RB == 6 ? 6 : 1, V);                                                        \
+        else if (RB == 6 && rows == 5)                                                             \
+            GEMM_BLOCK(RB == 6 ? 5 : 1, V);                                                        \
+        else if (rows == 4)                                                                        \
+            GEMM_BLOCK(4, V);                                                                      \
+        else if (rows == 3)                                                                        \
+            GEMM_BLOCK(3, V);                                                                      \
+        else if (rows == 2)                                                                        \
+            GEMM_BLOCK(2, V);                                                                      \
+        else                                                                                       \
+            GEMM_BLOCK(1, V);                                                                      \
     }
 
 AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
                                ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
                                ptrdiff_t ldc) {
     /* Column blocks outside, so one B slice (k x 16 V) stays in L1 across the row blocks.
-     * Blocks are 32 wide, except that n <= 48 is one block (head_dim 40: 3 vectors, the last
-     * half used, rather than 32 + a lone 8-wide block with too few FMA chains). */
+     * n <= 80 (every head_dim up to 80) is one block of up to 5 vectors, the last masked, so
+     * A is broadcast once; wider products go in blocks of 64 columns (6 x 4 accumulators:
+     * 24 FMAs for 4 loads and 6 broadcasts per step). */
     for (int j = 0; j < n;) {
-        const int cols = n <= 48 ? n : (n - j < 32 ? n - j : 32);
+        const int cols = n <= 80 ? n : (n - j < 64 ? n - j : 64);
         const int V = (cols + 15) / 16;
         const int last = cols - 16 * (V - 1);
         const __mmask16 mask = (__mmask16)(last == 16 ? 0xFFFF : (1u << last) - 1u);
         const float *bj = b + j;
-        for (int i = 0; i < m; i += 6) {
-            const int rows = m - i < 6 ? m - i : 6;
-            const float *ai = a + i * a_row;
-            float *cij = c + i * ldc + j;
-            if (V == 3) {
-                GEMM_BLOCK_ROWS(3)
-            } else if (V == 2) {
-                GEMM_BLOCK_ROWS(2)
-            } else {
-                GEMM_BLOCK_ROWS(1)
-            }
+        switch (V) {
+        case 5:
+            GEMM_ROWS(5, 4)
+            break;
+        case 4:
+            GEMM_ROWS(4, 6)
+            break;
+        case 3:
+            GEMM_ROWS(3, 6)
+            break;
+        case 2:
+            GEMM_ROWS(2, 6)
+            break;
+        default:
+            GEMM_ROWS(1, 6)
+            break;
         }
         j += cols;
     }
