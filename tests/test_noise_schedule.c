@@ -202,6 +202,7 @@ static void test_loss(const TrainMathFixture *f) {
         t[b] = (int64_t)cJSON_GetArrayItem(json_get(f->json, "loss_timesteps"), b)->valuedouble;
         w[b] = (float)cJSON_GetArrayItem(json_get(f->json, "loss_weights"), b)->valuedouble;
     }
+    const float *mask = fixture_tensor(f, "loss.alpha_mask", NULL); /* [4, 48, 40] */
     float *grad = malloc(n * sizeof *grad), *work = malloc(n * sizeof *work);
     const cJSON *c;
     int i = 0;
@@ -214,8 +215,10 @@ static void test_loss(const TrainMathFixture *f) {
         noise_schedule_init(&s, zts);
         float per_sample[4], loss;
         Error err = {0};
-        CHECK_OK(train_loss_forward_backward(&s, &o, B, per, pred, target, t, w, 1.0f, per_sample,
-                                             &loss, grad, &err),
+        bool masked = json_num(c, "alpha_mask", 0) != 0;
+        TrainLossBatch lb = {B, 4, 6, 5, pred, target, t, w, masked ? mask : NULL, 48, 40};
+        CHECK(per == 4 * 6 * 5);
+        CHECK_OK(train_loss_forward_backward(&s, &o, &lb, 1.0f, per_sample, &loss, grad, &err),
                  &err);
         char key[64];
         snprintf(key, sizeof key, "loss%d.per_sample", i);
@@ -240,12 +243,12 @@ static void test_loss(const TrainMathFixture *f) {
         for (size_t k = 1; k < n; k += n / 7) {
             const float h = 1e-2f;
             float lp, lm;
+            TrainLossBatch wb = lb;
+            wb.pred = work;
             work[k] = pred[k] + h;
-            train_loss_forward_backward(&s, &o, B, per, work, target, t, w, 1.0f, NULL, &lp, NULL,
-                                        &err);
+            train_loss_forward_backward(&s, &o, &wb, 1.0f, NULL, &lp, NULL, &err);
             work[k] = pred[k] - h;
-            train_loss_forward_backward(&s, &o, B, per, work, target, t, w, 1.0f, NULL, &lm, NULL,
-                                        &err);
+            train_loss_forward_backward(&s, &o, &wb, 1.0f, NULL, &lm, NULL, &err);
             work[k] = pred[k];
             double fd = ((double)lp - (double)lm) / (2.0 * h);
             double e = fabs(fd - grad[k]) / gmax;
@@ -255,7 +258,7 @@ static void test_loss(const TrainMathFixture *f) {
     }
     printf("loss gradient vs finite differences: worst %.3g of the largest gradient\n", worst_fd);
     CHECK(worst_fd < 2e-2);
-    CHECK(i == 17);
+    CHECK(i == 19);
     free(grad);
     free(work);
 }
@@ -283,9 +286,14 @@ static void test_bad_inputs(void) {
     train_loss_options_default(&lo);
     int64_t bad_t = 1000;
     float loss;
-    CHECK_FAILS_WITH(train_loss_forward_backward(&s, &lo, 1, 4, lat, lat, &bad_t, NULL, 1.0f, NULL,
-                                                 &loss, NULL, &err),
-                     &err, "timestep 1000");
+    TrainLossBatch lb = {1, 1, 2, 2, lat, lat, &bad_t, NULL, NULL, 0, 0};
+    CHECK_FAILS_WITH(train_loss_forward_backward(&s, &lo, &lb, 1.0f, NULL, &loss, NULL, &err), &err,
+                     "timestep 1000");
+    int64_t good_t = 10;
+    float small_mask[1] = {1.0f};
+    lb = (TrainLossBatch){1, 1, 2, 2, lat, lat, &good_t, NULL, small_mask, 1, 1};
+    CHECK_FAILS_WITH(train_loss_forward_backward(&s, &lo, &lb, 1.0f, NULL, &loss, NULL, &err), &err,
+                     "smaller than the latent");
 }
 
 int main(void) {

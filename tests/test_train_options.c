@@ -213,7 +213,7 @@ static void test_bad_values(void) {
         {{"--face_crop_aug_range", "2.0,4.0"},
          2,
          "--face_crop_aug_range is not supported yet by sdti"},
-        {{"--masked_loss"}, 1, "--masked_loss is not supported yet by sdti"},
+        {{"--conditioning_data_dir", "masks"}, 2, "--conditioning_data_dir is not supported yet"},
         {{"--huggingface_repo_id", "a/b"}, 2, "--huggingface_repo_id is not supported yet"},
         {{"--use_8bit_adam"}, 1, "--use_8bit_adam is not supported yet by sdti"},
         {{"--optimizer_type", "AdamW8bit"}, 2, "--optimizer_type AdamW8bit is not supported yet"},

@@ -103,89 +103,120 @@ static void apply_weights(const NoiseSchedule *s, const TrainLossOptions *o, int
     *deriv = d;
 }
 
-int train_loss_forward_backward(const NoiseSchedule *s, const TrainLossOptions *o, int batch,
-                                size_t per_sample, const float *pred, const float *target,
-                                const int64_t *timesteps, const float *loss_weights,
-                                float grad_scale, float *per_sample_loss, float *loss, float *dpred,
-                                Error *err) {
+void area_resize_forward(int planes, int in_h, int in_w, int out_h, int out_w, const float *in,
+                         float *out) {
+    for (int p = 0; p < planes; p++) {
+        const float *x = in + (size_t)p * in_h * in_w;
+        for (int oy = 0; oy < out_h; oy++) {
+            /* torch's adaptive pooling windows: [floor(i*in/out), ceil((i+1)*in/out)) */
+            int y0 = (int)(((int64_t)oy * in_h) / out_h);
+            int y1 = (int)((((int64_t)oy + 1) * in_h + out_h - 1) / out_h);
+            for (int ox = 0; ox < out_w; ox++) {
+                int x0 = (int)(((int64_t)ox * in_w) / out_w);
+                int x1 = (int)((((int64_t)ox + 1) * in_w + out_w - 1) / out_w);
+                float sum = 0.0f;
+                for (int y = y0; y < y1; y++)
+                    for (int xx = x0; xx < x1; xx++)
+                        sum += x[(size_t)y * in_w + xx];
+                out[((size_t)p * out_h + oy) * out_w + ox] =
+                    sum / (float)(y1 - y0) / (float)(x1 - x0);
+            }
+        }
+    }
+}
+
+static float elementwise_loss(LossType type, float d, float c, float c2, float two_c) {
+    switch (type) {
+    case LOSS_L1:
+        return fabsf(d);
+    case LOSS_HUBER:
+        return two_c * (sqrtf(d * d + c2) - c);
+    case LOSS_SMOOTH_L1:
+        return 2.0f * (sqrtf(d * d + c2) - c);
+    default:
+        return d * d;
+    }
+}
+
+/* d(elementwise loss)/d(pred) times the incoming gradient g, in autograd's order. */
+static float elementwise_grad(LossType type, float d, float c, float c2, float two_c, float g) {
+    switch (type) {
+    case LOSS_L1:
+        return d > 0.0f ? g : d < 0.0f ? -g : 0.0f;
+    case LOSS_HUBER:
+        return g * two_c / sqrtf(d * d + c2) * d;
+    case LOSS_SMOOTH_L1:
+        return g * 2.0f / sqrtf(d * d + c2) * d;
+    default:
+        return 2.0f * d * g;
+    }
+}
+
+int train_loss_forward_backward(const NoiseSchedule *s, const TrainLossOptions *o,
+                                const TrainLossBatch *b, float grad_scale, float *per_sample_loss,
+                                float *loss, float *dpred, Error *err) {
+    int batch = b->batch;
+    size_t plane = (size_t)b->height * b->width, per_sample = (size_t)b->channels * plane;
     if (batch < 1 || per_sample < 1)
         return error_set(err, "train loss: empty batch");
-    for (int b = 0; b < batch; b++)
-        if (timesteps[b] < 0 || timesteps[b] >= NOISE_SCHEDULE_STEPS)
+    if (b->alpha_masks && (b->mask_height < b->height || b->mask_width < b->width))
+        return error_set(err, "train loss: alpha mask %dx%d is smaller than the latent %dx%d",
+                         b->mask_width, b->mask_height, b->width, b->height);
+    for (int i = 0; i < batch; i++)
+        if (b->timesteps[i] < 0 || b->timesteps[i] >= NOISE_SCHEDULE_STEPS)
             return error_set(err, "train loss: timestep %lld is outside 0..%d",
-                             (long long)timesteps[b], NOISE_SCHEDULE_STEPS - 1);
-    float *huber_c = malloc((size_t)batch * sizeof *huber_c);
-    float *deriv = malloc((size_t)batch * sizeof *deriv);
-    if (!huber_c || !deriv) {
+                             (long long)b->timesteps[i], NOISE_SCHEDULE_STEPS - 1);
+    float *huber_c = malloc((size_t)batch * 2 * sizeof *huber_c);
+    float *mask = b->alpha_masks ? malloc((size_t)batch * plane * sizeof *mask) : NULL;
+    if (!huber_c || (b->alpha_masks && !mask)) {
         free(huber_c);
-        free(deriv);
+        free(mask);
         return error_set(err, "train loss: out of memory");
     }
-    train_loss_huber_c(s, o, batch, timesteps, huber_c);
+    float *deriv = huber_c + batch;
+    train_loss_huber_c(s, o, batch, b->timesteps, huber_c);
+    if (mask)
+        area_resize_forward(batch, b->mask_height, b->mask_width, b->height, b->width,
+                            b->alpha_masks, mask);
 
     double total = 0.0;
-    for (int b = 0; b < batch; b++) {
-        const float *p = pred + (size_t)b * per_sample, *q = target + (size_t)b * per_sample;
-        float c = huber_c[b], c2 = c * c, two_c = 2.0f * c;
+    for (int i = 0; i < batch; i++) {
+        const float *p = b->pred + (size_t)i * per_sample, *q = b->target + (size_t)i * per_sample;
+        const float *m = mask ? mask + (size_t)i * plane : NULL;
+        float c = huber_c[i], c2 = c * c, two_c = 2.0f * c;
         double sum = 0.0;
-        for (size_t i = 0; i < per_sample; i++) {
-            float d = p[i] - q[i], l;
-            switch (o->loss_type) {
-            case LOSS_L1:
-                l = fabsf(d);
-                break;
-            case LOSS_HUBER:
-                l = two_c * (sqrtf(d * d + c2) - c);
-                break;
-            case LOSS_SMOOTH_L1:
-                l = 2.0f * (sqrtf(d * d + c2) - c);
-                break;
-            default:
-                l = d * d;
-                break;
-            }
-            sum += l;
+        for (size_t k = 0; k < per_sample; k++) {
+            float l = elementwise_loss(o->loss_type, p[k] - q[k], c, c2, two_c);
+            sum += m ? l * m[k % plane] : l;
         }
         float mean = (float)(sum / (double)per_sample);
         float value;
-        apply_weights(s, o, timesteps[b], loss_weights ? loss_weights[b] : 1.0f, mean, &value,
-                      &deriv[b]);
+        apply_weights(s, o, b->timesteps[i], b->loss_weights ? b->loss_weights[i] : 1.0f, mean,
+                      &value, &deriv[i]);
         if (per_sample_loss)
-            per_sample_loss[b] = value;
+            per_sample_loss[i] = value;
         total += value;
     }
     *loss = (float)(total / batch);
 
     if (dpred) {
-        for (int b = 0; b < batch; b++) {
-            /* autograd's order: the batch mean, the weights, the C*H*W mean, the elementwise
-             * derivative */
+        for (int i = 0; i < batch; i++) {
+            /* autograd's order: the batch mean, the weights, the C*H*W mean, the mask, the
+             * elementwise derivative */
             float g = grad_scale / (float)batch;
-            g = g * deriv[b];
+            g = g * deriv[i];
             g = g / (float)per_sample;
-            const float *p = pred + (size_t)b * per_sample, *q = target + (size_t)b * per_sample;
-            float *dp = dpred + (size_t)b * per_sample;
-            float c = huber_c[b], c2 = c * c, two_c = 2.0f * c;
-            for (size_t i = 0; i < per_sample; i++) {
-                float d = p[i] - q[i];
-                switch (o->loss_type) {
-                case LOSS_L1:
-                    dp[i] = d > 0.0f ? g : d < 0.0f ? -g : 0.0f;
-                    break;
-                case LOSS_HUBER:
-                    dp[i] = g * two_c / sqrtf(d * d + c2) * d;
-                    break;
-                case LOSS_SMOOTH_L1:
-                    dp[i] = g * 2.0f / sqrtf(d * d + c2) * d;
-                    break;
-                default:
-                    dp[i] = 2.0f * d * g;
-                    break;
-                }
-            }
+            const float *p = b->pred + (size_t)i * per_sample;
+            const float *q = b->target + (size_t)i * per_sample;
+            const float *m = mask ? mask + (size_t)i * plane : NULL;
+            float *dp = dpred + (size_t)i * per_sample;
+            float c = huber_c[i], c2 = c * c, two_c = 2.0f * c;
+            for (size_t k = 0; k < per_sample; k++)
+                dp[k] = elementwise_grad(o->loss_type, p[k] - q[k], c, c2, two_c,
+                                         m ? g * m[k % plane] : g);
         }
     }
     free(huber_c);
-    free(deriv);
+    free(mask);
     return 0;
 }

@@ -41,17 +41,33 @@ int huber_schedule_from_name(const char *name, HuberSchedule *out, Error *err);
 void train_loss_huber_c(const NoiseSchedule *s, const TrainLossOptions *o, int batch,
                         const int64_t *timesteps, float *huber_c);
 
+/* One micro-batch as the loss sees it. */
+typedef struct TrainLossBatch {
+    int batch, channels, height, width; /* the latent shape */
+    const float *pred;                  /* [batch, channels, height, width]: UNet output */
+    const float *target;                /* same shape: noise or velocity */
+    const int64_t *timesteps;           /* [batch] */
+    const float *loss_weights; /* [batch]: 1, or --prior_loss_weight for a regularisation image;
+                                  NULL: all 1 */
+    /* --alpha_mask / --masked_loss: [batch, mask_height, mask_width] in [0, 1] at image size
+     * (1 where an image has no mask), or NULL. kohya area-resizes it to the latent size and
+     * multiplies the elementwise loss by it before the mean (masked pixels count as zeros). */
+    const float *alpha_masks;
+    int mask_height, mask_width;
+} TrainLossBatch;
+
 /* The loss of one micro-batch.
- *   pred, target  [batch, per_sample]
- *   loss_weights  [batch]: 1, or --prior_loss_weight for a regularisation image
- *   per_sample    out [batch] or NULL: each sample's weighted loss before the batch mean
- *   loss          out: the scalar kohya calls backward on
- *   dpred         out [batch, per_sample] or NULL: grad_scale * d loss / d pred (grad_scale is
- *                 1 / gradient_accumulation_steps under accelerate's accumulate) */
-int train_loss_forward_backward(const NoiseSchedule *s, const TrainLossOptions *o, int batch,
-                                size_t per_sample, const float *pred, const float *target,
-                                const int64_t *timesteps, const float *loss_weights,
-                                float grad_scale, float *per_sample_loss, float *loss, float *dpred,
-                                Error *err);
+ *   per_sample_loss  out [batch] or NULL: each sample's weighted loss before the batch mean
+ *   loss             out: the scalar kohya calls backward on
+ *   dpred            out [batch, C, H, W] or NULL: grad_scale * d loss / d pred (grad_scale is
+ *                    1 / gradient_accumulation_steps under accelerate's accumulate) */
+int train_loss_forward_backward(const NoiseSchedule *s, const TrainLossOptions *o,
+                                const TrainLossBatch *b, float grad_scale, float *per_sample_loss,
+                                float *loss, float *dpred, Error *err);
+
+/* F.interpolate(mask[:, None], size=(out_h, out_w), mode="area") (adaptive average pooling):
+ * in [planes, in_h, in_w] -> out [planes, out_h, out_w]. */
+void area_resize_forward(int planes, int in_h, int in_w, int out_h, int out_w, const float *in,
+                         float *out);
 
 #endif

@@ -11,8 +11,8 @@ What kohya's train_textual_inversion.py computes around the UNet, with the real 
     package) on torch's global generator after torch.manual_seed(seed); the pyramid noise's
     Python `random.random()` draws are recorded so the C test can replay them;
   - bilinear upsampling as torch.nn.Upsample(mode="bilinear") does it;
-  - every loss type, Huber schedule and loss weighting, with the gradient of the final loss
-    with respect to the prediction (autograd);
+  - every loss type, Huber schedule and loss weighting (and the alpha-mask loss), with the
+    gradient of the final loss with respect to the prediction (autograd);
   - AdamW, Lion (lion-pytorch), SGD with Nesterov momentum, Adafactor (transformers) for five
     steps on given gradients, with their state tensors, and clip_grad_norm_;
   - every learning-rate schedule kohya builds through transformers' get_scheduler functions.
@@ -238,9 +238,18 @@ def snr_at(all_snr, t):
     return torch.stack([all_snr[x] for x in t])
 
 
+def apply_masked_loss(loss, alpha_masks):
+    """custom_train_functions.apply_masked_loss for alpha masks."""
+    mask_image = alpha_masks.to(dtype=loss.dtype).unsqueeze(1)
+    mask_image = torch.nn.functional.interpolate(mask_image, size=loss.shape[2:], mode="area")
+    return loss * mask_image
+
+
 def kohya_loss(a, pred, target, t, weights, sched, all_snr):
     loss = conditional_loss(pred.float(), target.float(), a["loss_type"],
                             huber_c_of(a, t, sched))
+    if a.get("alpha_mask"):
+        loss = apply_masked_loss(loss, lmask)
     loss = loss.mean([1, 2, 3])
     loss = loss * weights
     v = a.get("v_parameterization", False)
@@ -266,6 +275,9 @@ lpred = torch.randn(4, 4, 6, 5, generator=gp)
 ltarget = torch.randn(4, 4, 6, 5, generator=gp) * 0.5
 lt = torch.tensor([0, 3, 480, 999], dtype=torch.long)
 lw = torch.tensor([1.0, 0.5, 1.0, 2.0])
+lmask = torch.rand(4, 48, 40, generator=torch.Generator().manual_seed(29))
+lmask[1] = 1.0  # an image without transparency
+put("loss.alpha_mask", lmask)
 put("loss.pred", lpred)
 put("loss.target", ltarget)
 info["loss_timesteps"] = lt.tolist()
@@ -291,6 +303,8 @@ loss_cases += [
     dict(base, loss_type="l1", v_parameterization=True, min_snr_gamma=3.0,
          scale_v_pred_loss_like_noise_pred=True, debiased_estimation_loss=True,
          zero_terminal_snr=True),
+    dict(base, loss_type="l2", alpha_mask=True),
+    dict(base, loss_type="huber", huber_schedule="snr", alpha_mask=True, min_snr_gamma=5.0),
 ]
 info["loss_cases"] = []
 for i, case in enumerate(loss_cases):
