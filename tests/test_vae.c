@@ -2,7 +2,8 @@
 /* The VAE (AutoencoderKL) against diffusers on both tiny pipelines: encode (mean, clamped
  * logvar, sampled latents for a given noise), decode of fixed latents, batch 2, a square and a
  * non-square size (fixtures: tools/reference/make_vae_fixtures.py). Error measure everywhere:
- * max|ours - ref| / max|ref|; fp32 within 1e-4, fp16 / bf16 weight storage within 1e-2. Also
+ * max|ours - ref| / max|ref|; fp32 within 1e-4, fp16 / bf16 weight storage within 1e-2, bf16
+ * convolutions within 2e-2 (PyTorch's own bf16 is 1e-2 .. 1.8e-2 off here). Also
  * the workspace contract (a caller's buffer of exactly the stated size) and the errors for a
  * missing or mis-shaped weight. */
 #include <math.h>
@@ -13,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "models/model_files.h"
 #include "models/vae.h"
+#include "nn/conv2d.h"
 #include "test_util.h"
 
 static const char *const MODELS[] = {"sd1-tiny", "sd2-tiny"};
@@ -113,18 +115,28 @@ static void check_model(NnContext *ctx, const char *model) {
         CHECKF(0, "%s: %s", model, err.message);
         return;
     }
-    const DType storages[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
-    const char *labels[] = {"fp32", "fp16", "bf16"};
-    for (int s = 0; s < 3; s++) {
+    /* the last: bf16 weights and bf16 convolutions (f32 accumulation), as kohya runs its VAE
+     * in the training dtype under --mixed_precision bf16 */
+    const DType storages[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_BF16};
+    const char *labels[] = {"fp32", "fp16", "bf16", "bf16 conv"};
+    /* bf16 arithmetic: PyTorch's own bf16 VAE (autocast, or the model cast to bfloat16 as
+     * kohya does) is 1.0e-2 .. 1.8e-2 from its fp32 output on these fixtures, so 2e-2 */
+    const double tolerances[] = {1e-4, 1e-2, 1e-2, 2e-2};
+    for (int s = 0; s < 4; s++) {
+        Error aerr = {{0}};
+        CHECK_OK(conv2d_set_algorithm(ctx, s == 3 ? CONV2D_ALGO_ONEDNN_BF16 : CONV2D_ALGO_DEFAULT,
+                                      &aerr),
+                 &aerr);
         Vae vae;
         if (vae_load(&vae, &mf.components[COMPONENT_VAE], &mf.config.vae, storages[s], &err) != 0) {
             CHECKF(0, "%s %s: %s", model, labels[s], err.message);
             continue;
         }
         for (int i = 0; i < 2; i++)
-            check_size(ctx, &vae, model, SIZES[i][0], SIZES[i][1], s == 0 ? 1e-4 : 1e-2, labels[s]);
+            check_size(ctx, &vae, model, SIZES[i][0], SIZES[i][1], tolerances[s], labels[s]);
         vae_free(&vae);
     }
+    conv2d_set_algorithm(ctx, CONV2D_ALGO_DEFAULT, &err);
     model_files_close(&mf);
 }
 
