@@ -1,8 +1,8 @@
 // labels: unit
 /* kohya's TI token set-up against kohya's own steps run with transformers on the tiny fixture
  * models (tools/reference/make_embedding_fixtures.py -> embeddings/ti_tokens.*): token names,
- * ids, vocabulary size, init-word ids, the initialised rows (copies: max|ours - ref| /
- * max|ref| must be exactly 0, and every original row stays bit-identical), the caption
+ * ids, vocabulary size, init-word ids, the initialised rows read from the stored
+ * token embedding (copies: max|ours - ref| / max|ref| must be exactly 0), the caption
  * rewrite and the ids of rewritten captions, which strings are refused (tokenizer.add_tokens'
  * count), init words without tokens, and --weights (continue an embedding; count and width
  * mismatches). */
@@ -39,29 +39,21 @@ static Tokenizer *model_tokenizer(const char *model) {
     return t;
 }
 
-/* The text encoder's token-embedding matrix grown to `rows` (new rows zero). */
-static float *model_token_embeds(const char *model, int rows, int *dim_out, int *base_rows) {
+/* The text encoder's stored token-embedding weight (the model stays open: free with
+ * model_files_close). */
+static const NamedTensor *model_token_embedding(const char *model, ModelFiles *mf) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s/diffusers", model);
-    ModelFiles mf;
     ModelOpenOptions opts = {0};
     Error err = {{0}};
-    if (model_files_open(test_fixture(rel), &opts, &mf, &err) != 0) {
+    if (model_files_open(test_fixture(rel), &opts, mf, &err) != 0) {
         CHECKF(false, "%s", err.message);
         return NULL;
     }
-    const NamedTensor *t = tensor_set_find(&mf.components[COMPONENT_TEXT_ENCODER],
+    const NamedTensor *t = tensor_set_find(&mf->components[COMPONENT_TEXT_ENCODER],
                                            "text_model.embeddings.token_embedding.weight");
-    float *m = NULL;
-    CHECK(t != NULL && t->ndim == 2 && t->shape[0] <= rows);
-    if (t && t->shape[0] <= rows) {
-        *dim_out = (int)t->shape[1];
-        *base_rows = (int)t->shape[0];
-        m = calloc((size_t)rows * (size_t)t->shape[1], sizeof *m);
-        CHECK_OK(tensor_to_f32(t, m, &err), &err);
-    }
-    model_files_close(&mf);
-    return m;
+    CHECK(t != NULL && t->ndim == 2);
+    return t;
 }
 
 static bool ids_equal(const int *ids, int n, const cJSON *arr) {
@@ -106,35 +98,34 @@ static void test_case(const cJSON *c) {
         CHECK(strstr(t.init_note, t.init_count < n ? "repeated" : "truncated") != NULL);
 
     /* init rows vs kohya's rows */
-    int rows = tokenizer_vocab_size(tok), dim = 0, base = 0;
-    float *m = model_token_embeds(model, rows, &dim, &base);
-    if (m) {
-        float *orig = malloc((size_t)base * (size_t)dim * sizeof *orig);
-        memcpy(orig, m, (size_t)base * (size_t)dim * sizeof *orig);
-        CHECK_OK(ti_tokens_init_rows(&t, m, rows, dim, &err), &err);
+    ModelFiles mf;
+    const NamedTensor *te = model_token_embedding(model, &mf);
+    if (te) {
+        int dim = (int)te->shape[1];
+        CHECK(t.ids[0] == te->shape[0]); /* the new rows follow the matrix */
+        float *rows = calloc((size_t)n * (size_t)dim, sizeof *rows);
+        CHECK_OK(ti_tokens_init_rows(&t, te, rows, &err), &err);
         const NamedTensor *ref =
             tensor_set_find(&rows_ref, cJSON_GetObjectItem(c, "rows")->valuestring);
         CHECK(ref && ref->shape[0] == n && ref->shape[1] == dim);
         if (ref && ref->shape[0] == n && ref->shape[1] == dim) {
-            const float *r = ref->data, *ours = m + (size_t)t.ids[0] * (size_t)dim;
+            const float *r = ref->data;
             double diff = 0, mx = 0;
             for (size_t i = 0; i < (size_t)n * (size_t)dim; i++) {
-                diff = fmax(diff, fabs((double)ours[i] - r[i]));
+                diff = fmax(diff, fabs((double)rows[i] - r[i]));
                 mx = fmax(mx, fabs((double)r[i]));
             }
             CHECKF(diff / mx == 0, "%s: init rows differ from kohya's, max rel error %g", s,
                    diff / mx);
+            /* what kohya saves: weight[token_ids] */
+            Embedding saved;
+            CHECK_OK(ti_tokens_extract(&t, rows, dim, &saved, &err), &err);
+            CHECK(saved.num_vectors == n && saved.dim == dim && strcmp(saved.name, s) == 0 &&
+                  memcmp(saved.data, ref->data, (size_t)n * (size_t)dim * sizeof(float)) == 0);
+            embedding_free(&saved);
         }
-        CHECKF(memcmp(orig, m, (size_t)base * (size_t)dim * sizeof *orig) == 0,
-               "%s: an original row changed", s);
-        /* what kohya saves: weight[token_ids] */
-        Embedding saved;
-        CHECK_OK(ti_tokens_extract(&t, m, rows, dim, &saved, &err), &err);
-        CHECK(ref && saved.num_vectors == n && saved.dim == dim && strcmp(saved.name, s) == 0 &&
-              memcmp(saved.data, ref->data, (size_t)n * (size_t)dim * sizeof(float)) == 0);
-        embedding_free(&saved);
-        free(orig);
-        free(m);
+        free(rows);
+        model_files_close(&mf);
     }
 
     /* captions */
@@ -204,13 +195,51 @@ static void test_refusals(void) {
                      "--num_vectors_per_token 0");
     /* without --init_word the rows are left to the caller */
     CHECK_OK(ti_tokens_add(tok, "zqx", 2, NULL, &t, &err), &err);
-    float m[(49411 + 2) * 2];
-    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
-        m[i] = (float)i;
-    CHECK(tokenizer_vocab_size(tok) <= 49413);
-    CHECK_OK(ti_tokens_init_rows(&t, m, tokenizer_vocab_size(tok), 2, &err), &err);
-    CHECK(m[(size_t)t.ids[1] * 2 + 1] == (float)(t.ids[1] * 2 + 1));
-    CHECK_FAILS_WITH(ti_tokens_init_rows(&t, m, t.ids[1], 2, &err), &err, "rows");
+    float rows[4] = {1, 2, 3, 4};
+    NamedTensor fake = {"fake", DTYPE_F32, 2, {2, 2}, rows, sizeof rows};
+    CHECK_OK(ti_tokens_init_rows(&t, &fake, rows, &err), &err);
+    CHECK(rows[0] == 1 && rows[3] == 4);
+    ti_tokens_free(&t);
+    /* an init word whose ids are outside the matrix */
+    CHECK_OK(ti_tokens_add(tok, "zqy", 1, "girl", &t, &err), &err);
+    CHECK_FAILS_WITH(ti_tokens_init_rows(&t, &fake, rows, &err), &err, "is not a row");
+    ti_tokens_free(&t);
+    tokenizer_free(tok);
+}
+
+/* A half-precision checkpoint (ldm-fp16.ckpt: the same weights cast with .half()): the rows
+ * are widened from fp16, so they are kohya's fp32 rows rounded to fp16. */
+static void test_fp16_matrix(void) {
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(spec, "cases"), 0);
+    Tokenizer *tok = model_tokenizer("sd1-tiny");
+    if (!tok || !c)
+        return;
+    TiTokens t;
+    Error err = {{0}};
+    ModelFiles mf;
+    ModelOpenOptions opts = {0};
+    CHECK_OK(ti_tokens_add(tok, cJSON_GetObjectItem(c, "token_string")->valuestring,
+                           cJSON_GetObjectItem(c, "num_vectors")->valueint,
+                           cJSON_GetObjectItem(c, "init_word")->valuestring, &t, &err),
+             &err);
+    if (model_files_open(test_fixture("models/sd1-tiny/ldm-fp16.ckpt"), &opts, &mf, &err) != 0) {
+        CHECKF(false, "%s", err.message);
+    } else {
+        const NamedTensor *te = tensor_set_find(&mf.components[COMPONENT_TEXT_ENCODER],
+                                                "text_model.embeddings.token_embedding.weight");
+        const NamedTensor *ref = tensor_set_find(&rows_ref, "case0");
+        CHECK(te && te->dtype == DTYPE_F16 && ref);
+        if (te && ref) {
+            size_t n = (size_t)tensor_numel(ref);
+            float *rows = calloc(n, sizeof *rows);
+            CHECK_OK(ti_tokens_init_rows(&t, te, rows, &err), &err);
+            const float *r = ref->data;
+            for (size_t i = 0; i < n; i++)
+                CHECKF(rows[i] == f16_to_f32(f32_to_f16(r[i])), "fp16 row value %zu", i);
+            free(rows);
+        }
+        model_files_close(&mf);
+    }
     ti_tokens_free(&t);
     tokenizer_free(tok);
 }
@@ -223,25 +252,18 @@ static void test_weights(void) {
     TiTokens t;
     Error err = {{0}};
     CHECK_OK(ti_tokens_add(tok, "mychar", 3, "girl", &t, &err), &err);
-    int rows = tokenizer_vocab_size(tok), dim = 0, base = 0;
-    float *m = model_token_embeds("sd1-tiny", rows, &dim, &base);
-    if (!m) {
-        ti_tokens_free(&t);
-        tokenizer_free(tok);
-        return;
-    }
-    CHECK_OK(ti_tokens_init_rows(&t, m, rows, dim, &err), &err);
+    const int dim = 8; /* the tiny models' width */
+    float rows[4 * 8] = {0};
     Embedding w;
     const char *path = fixture2("embeddings/", "kohya-sd1.safetensors");
     CHECK_OK(embedding_load(path, &w, &err), &err);
-    CHECK_OK(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err);
-    CHECK(memcmp(m + (size_t)t.ids[0] * (size_t)dim, w.data,
-                 (size_t)w.num_vectors * (size_t)dim * sizeof(float)) == 0);
+    CHECK_OK(ti_tokens_load_weights(&t, &w, path, dim, rows, &err), &err);
+    CHECK(memcmp(rows, w.data, (size_t)w.num_vectors * dim * sizeof(float)) == 0);
     embedding_free(&w);
     /* four vectors into three */
     path = fixture2("embeddings/", "a1111-sd1.pt");
     CHECK_OK(embedding_load(path, &w, &err), &err);
-    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err,
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, dim, rows, &err), &err,
                      "holds 4 vectors but --num_vectors_per_token is 3");
     embedding_free(&w);
     ti_tokens_free(&t);
@@ -249,26 +271,16 @@ static void test_weights(void) {
     CHECK_OK(ti_tokens_add(tok, "zzsolo", 1, "dog", &t, &err), &err);
     path = fixture2("embeddings/", "concept-768.bin");
     CHECK_OK(embedding_load(path, &w, &err), &err);
-    CHECK_FAILS_WITH(
-        ti_tokens_load_weights(&t, &w, path, m, tokenizer_vocab_size(tok) - 1, dim, &err), &err,
-        "rows");
-    free(m);
-    rows = tokenizer_vocab_size(tok);
-    m = calloc((size_t)rows * (size_t)dim, sizeof *m);
-    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err,
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, dim, rows, &err), &err,
                      "768 wide); the model's text encoder is 8 wide");
     embedding_free(&w);
     ti_tokens_free(&t);
     CHECK_OK(ti_tokens_add(tok, "zeroed", 2, NULL, &t, &err), &err);
-    free(m);
-    rows = tokenizer_vocab_size(tok);
-    m = calloc((size_t)rows * (size_t)dim, sizeof *m);
     path = fixture2("embeddings/", "a1111-zero.pt");
     CHECK_OK(embedding_load(path, &w, &err), &err);
-    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, m, rows, dim, &err), &err, "all zeros");
+    CHECK_FAILS_WITH(ti_tokens_load_weights(&t, &w, path, dim, rows, &err), &err, "all zeros");
     embedding_free(&w);
     ti_tokens_free(&t);
-    free(m);
     tokenizer_free(tok);
 }
 
@@ -287,6 +299,7 @@ int main(void) {
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(spec, "cases")) test_case(c);
         test_refusals();
+        test_fp16_matrix();
         test_weights();
     }
     cJSON_Delete(spec);

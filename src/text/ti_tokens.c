@@ -114,36 +114,30 @@ fail:
     return -1;
 }
 
-static int check_rows(const TiTokens *t, int rows, int dim, Error *err) {
-    if (dim < 1 || t->ids[t->num_vectors - 1] >= rows)
-        return error_set(err,
-                         "the token-embedding matrix has %d rows of width %d; the new "
-                         "tokens need ids up to %d",
-                         rows, dim, t->ids[t->num_vectors - 1]);
-    return 0;
-}
-
-int ti_tokens_init_rows(const TiTokens *t, float *token_embeds, int rows, int dim, Error *err) {
-    if (check_rows(t, rows, dim, err) != 0)
-        return -1;
-    for (int i = 0; i < t->init_count; i++)
-        if (t->init_ids[i] < 0 || t->init_ids[i] >= rows)
-            return error_set(err, "init word token id %d outside the %d-row matrix", t->init_ids[i],
-                             rows);
+int ti_tokens_init_rows(const TiTokens *t, const NamedTensor *te, float *new_rows, Error *err) {
     if (t->init_count == 0)
         return 0;
+    if (te->ndim != 2 || te->shape[1] < 1)
+        return error_set(err, "%s: a token-embedding matrix [vocab, dim] was expected", te->name);
+    size_t dim = (size_t)te->shape[1], row_bytes = dim * dtype_size(te->dtype);
     /* token_embeds[token_id] = token_embeds[init_token_ids[i % len(init_token_ids)]] */
-    for (int i = 0; i < t->num_vectors; i++)
-        memcpy(token_embeds + (size_t)t->ids[i] * (size_t)dim,
-               token_embeds + (size_t)t->init_ids[i % t->init_count] * (size_t)dim,
-               (size_t)dim * sizeof(float));
+    for (int i = 0; i < t->num_vectors; i++) {
+        int id = t->init_ids[i % t->init_count];
+        if (id < 0 || id >= te->shape[0])
+            return error_set(err,
+                             "--init_word token id %d is not a row of the model's %lld-token "
+                             "embedding (an added token?)",
+                             id, (long long)te->shape[0]);
+        if (dtype_convert_to_f32(te->dtype, (const char *)te->data + (size_t)id * row_bytes,
+                                 new_rows + (size_t)i * dim, dim) != 0)
+            return error_set(err, "%s: %s is not a float dtype", te->name,
+                             dtype_display_name(te->dtype));
+    }
     return 0;
 }
 
-int ti_tokens_load_weights(const TiTokens *t, const Embedding *w, const char *path,
-                           float *token_embeds, int rows, int dim, Error *err) {
-    if (check_rows(t, rows, dim, err) != 0)
-        return -1;
+int ti_tokens_load_weights(const TiTokens *t, const Embedding *w, const char *path, int dim,
+                           float *new_rows, Error *err) {
     if (w->num_vectors != t->num_vectors)
         return error_set(err,
                          "--weights %s holds %d vector%s but --num_vectors_per_token is %d "
@@ -155,17 +149,15 @@ int ti_tokens_load_weights(const TiTokens *t, const Embedding *w, const char *pa
         error_prefix(err, "--weights: ");
         return -1;
     }
-    for (int i = 0; i < t->num_vectors; i++)
-        memcpy(token_embeds + (size_t)t->ids[i] * (size_t)dim, w->data + (size_t)i * (size_t)dim,
-               (size_t)dim * sizeof(float));
+    memcpy(new_rows, w->data, (size_t)t->num_vectors * (size_t)dim * sizeof(float));
     return 0;
 }
 
-int ti_tokens_extract(const TiTokens *t, const float *token_embeds, int rows, int dim,
-                      Embedding *out, Error *err) {
-    if (check_rows(t, rows, dim, err) != 0)
-        return -1;
+int ti_tokens_extract(const TiTokens *t, const float *new_rows, int dim, Embedding *out,
+                      Error *err) {
     embedding_init(out);
+    if (dim < 1)
+        return error_set(err, "width %d", dim);
     size_t n = (size_t)t->num_vectors * (size_t)dim;
     out->name = strdup(t->token_string);
     out->key = strdup("emb_params");
@@ -178,9 +170,7 @@ int ti_tokens_extract(const TiTokens *t, const float *token_embeds, int rows, in
     out->num_vectors = t->num_vectors;
     out->dim = dim;
     out->dtype = DTYPE_F32;
-    for (int i = 0; i < t->num_vectors; i++)
-        memcpy(out->data + (size_t)i * (size_t)dim, token_embeds + (size_t)t->ids[i] * (size_t)dim,
-               (size_t)dim * sizeof(float));
+    memcpy(out->data, new_rows, n * sizeof(float));
     return 0;
 }
 

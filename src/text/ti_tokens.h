@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "base/error.h"
+#include "formats/tensor_set.h"
 #include "text/embedding_file.h"
 #include "text/tokenizer.h"
 
@@ -42,20 +43,27 @@ int ti_tokens_add(Tokenizer *tok, const char *token_string, int num_vectors, con
                   TiTokens *out, Error *err);
 void ti_tokens_free(TiTokens *t);
 
-/* Copies the init word's rows into the new rows of `token_embeds` [rows, dim] (the text
- * encoder's token-embedding matrix, already grown to the tokenizer's size). Does nothing
- * without an init word: the new rows then keep what the caller put there. */
-int ti_tokens_init_rows(const TiTokens *t, float *token_embeds, int rows, int dim, Error *err);
+/* The new tokens' rows live outside the model's token-embedding matrix, as clip_text_forward's
+ * `extra_rows` [N, dim] serving ids t->ids[0].. (the stored matrix is never widened or grown;
+ * its rows cannot change, which is kohya's restore of every original row after each step). */
 
-/* --weights: overwrites the new rows with the file's vectors. The vector count must be N and
- * the width `dim`, with an error naming the file, both counts and what to change otherwise. */
-int ti_tokens_load_weights(const TiTokens *t, const Embedding *weights, const char *path,
-                           float *token_embeds, int rows, int dim, Error *err);
+/* Fills new_rows [N, dim] from the init word: row i = the matrix row of init token
+ * i mod init_count, read from `token_embedding` (the text encoder's stored [vocab, dim] weight,
+ * float32/16/bf16; only those rows are widened). Does nothing without an init word: the rows
+ * then keep what the caller put there (kohya: transformers' resize initialization). */
+int ti_tokens_init_rows(const TiTokens *t, const NamedTensor *token_embedding, float *new_rows,
+                        Error *err);
 
-/* What kohya saves: the new rows weight[token_ids] as an embedding [N, dim] (float32, named
- * after the token string; the caller sets metadata and the save dtype). `out` is replaced. */
-int ti_tokens_extract(const TiTokens *t, const float *token_embeds, int rows, int dim,
-                      Embedding *out, Error *err);
+/* --weights: new_rows [N, dim] = the file's vectors. The vector count must be N and the width
+ * `dim`, with an error naming the file, both counts and what to change otherwise; all-zero
+ * vectors are refused (embedding_check_for_model). */
+int ti_tokens_load_weights(const TiTokens *t, const Embedding *weights, const char *path, int dim,
+                           float *new_rows, Error *err);
+
+/* What kohya saves, weight[token_ids]: new_rows [N, dim] as an embedding (float32, named after
+ * the token string; the caller sets metadata and the save dtype). `out` is replaced. */
+int ti_tokens_extract(const TiTokens *t, const float *new_rows, int dim, Embedding *out,
+                      Error *err);
 
 /* Caption rewrite: a malloc'd copy of `caption` with every token_string replaced by
  * t->replacement when N > 1 (an unchanged copy when N == 1). NULL when out of memory. */
