@@ -2,7 +2,8 @@
  * bench/bench_vae.sh, which runs PyTorch on the same shapes and prints the ratios.
  *   bench_vae encode|decode SIZE [THREADS] [fp32|fp16|bf16]
  * SIZE is the image side for encode, the latent side for decode. Prints the seconds of the
- * pass itself (weights built beforehand) on one line: "seconds <t>". */
+ * pass itself (weights built beforehand) on one line: "seconds <t>". Only the half that runs
+ * is built, as sdti uses the VAE (latent caching: encoder; generation: decoder). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ int main(int argc, char **argv) {
     NnContext *ctx = NULL;
     Vae vae;
     if (nn_context_create(threads, &ctx, &err) != 0 ||
-        vae_init_random(&vae, &cfg, storage, 42, &err) != 0) {
+        vae_init_random(&vae, &cfg, encode ? VAE_ENCODER : VAE_DECODER, storage, 42, &err) != 0) {
         fprintf(stderr, "bench_vae: %s\n", err.message);
         return 1;
     }

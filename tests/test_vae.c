@@ -128,7 +128,8 @@ static void check_model(NnContext *ctx, const char *model) {
                                       &aerr),
                  &aerr);
         Vae vae;
-        if (vae_load(&vae, &mf.components[COMPONENT_VAE], &mf.config.vae, storages[s], &err) != 0) {
+        if (vae_load(&vae, &mf.components[COMPONENT_VAE], &mf.config.vae, VAE_BOTH, storages[s],
+                     &err) != 0) {
             CHECKF(0, "%s %s: %s", model, labels[s], err.message);
             continue;
         }
@@ -160,17 +161,24 @@ static void check_bind_errors(void) {
                  &err);
     }
     Vae vae;
-    CHECK_FAILS_WITH(vae_load(&vae, &partial, &mf.config.vae, DTYPE_F32, &err), &err,
+    CHECK_FAILS_WITH(vae_load(&vae, &partial, &mf.config.vae, VAE_BOTH, DTYPE_F32, &err), &err,
                      "decoder.mid_block.attentions.0.to_v.weight");
     tensor_set_free(&partial);
 
     VaeConfig wrong = mf.config.vae;
     wrong.latent_channels = 8; /* the weights say 4 */
-    CHECK_FAILS_WITH(vae_load(&vae, full, &wrong, DTYPE_F32, &err), &err,
+    CHECK_FAILS_WITH(vae_load(&vae, full, &wrong, VAE_BOTH, DTYPE_F32, &err), &err,
                      "encoder.conv_out.weight has shape");
     wrong = mf.config.vae;
     wrong.norm_num_groups = 5;
-    CHECK_FAILS_WITH(vae_load(&vae, full, &wrong, DTYPE_F32, &err), &err, "GroupNorm groups");
+    CHECK_FAILS_WITH(vae_load(&vae, full, &wrong, VAE_BOTH, DTYPE_F32, &err), &err,
+                     "GroupNorm groups");
+    Vae dec_only;
+    CHECK_OK(vae_load(&dec_only, full, &mf.config.vae, VAE_DECODER, DTYPE_F16, &err), &err);
+    float img[3 * 8 * 8] = {0}, lat[4 * 4 * 4];
+    CHECK_FAILS_WITH(vae_encode(NULL, &dec_only, 1, 8, 8, img, lat, lat, NULL, &err), &err,
+                     "encoder was not loaded");
+    vae_free(&dec_only);
     model_files_close(&mf);
 }
 

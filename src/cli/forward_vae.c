@@ -88,11 +88,12 @@ int forward_vae(NnContext *ctx, const ForwardRequest *req, const ModelFiles *mf,
         storage = DTYPE_F16;
     else if (strcmp(req->mixed_precision, "bf16") == 0)
         storage = DTYPE_BF16;
+    int encoding = strcmp(req->component, "vae-encode") == 0;
     Vae vae;
-    if (vae_load(&vae, &mf->components[COMPONENT_VAE], &mf->config.vae, storage, err) != 0)
+    if (vae_load(&vae, &mf->components[COMPONENT_VAE], &mf->config.vae,
+                 encoding ? VAE_ENCODER : VAE_DECODER, storage, err) != 0)
         return error_prefix(err, "%s: ", mf->path);
-    int rc = strcmp(req->component, "vae-encode") == 0 ? encode(ctx, req, &vae, in, out, err)
-                                                       : decode(ctx, req, &vae, in, out, err);
+    int rc = encoding ? encode(ctx, req, &vae, in, out, err) : decode(ctx, req, &vae, in, out, err);
     vae_free(&vae);
     return rc;
 }

@@ -126,31 +126,36 @@ static int build_decoder(Binder *b, VaeDecoder *d, const VaeConfig *cfg, Error *
     return 0;
 }
 
-static int build(Vae *vae, const TensorSet *set, const VaeConfig *cfg, DType storage, uint64_t seed,
-                 Error *err) {
+static int build(Vae *vae, const TensorSet *set, const VaeConfig *cfg, VaeParts parts,
+                 DType storage, uint64_t seed, Error *err) {
     memset(vae, 0, sizeof *vae);
     if (storage != DTYPE_F32 && storage != DTYPE_F16 && storage != DTYPE_BF16)
         return error_set(err, "VAE: weight storage must be float32, float16 or bfloat16, not %s",
                          dtype_display_name(storage));
     if (check_config(cfg, err) != 0)
         return -1;
+    if ((parts & VAE_BOTH) == 0)
+        return error_set(err, "VAE: neither encoder nor decoder asked for");
     vae->cfg = *cfg;
+    vae->parts = parts;
     weight_pool_init(&vae->pool, storage);
     Binder b = {set, &vae->pool, seed};
-    if (build_encoder(&b, &vae->enc, cfg, err) != 0 ||
-        build_decoder(&b, &vae->dec, cfg, err) != 0) {
+    if (((parts & VAE_ENCODER) && build_encoder(&b, &vae->enc, cfg, err) != 0) ||
+        ((parts & VAE_DECODER) && build_decoder(&b, &vae->dec, cfg, err) != 0)) {
         weight_pool_free(&vae->pool);
         return error_prefix(err, "VAE: ");
     }
     return 0;
 }
 
-int vae_load(Vae *vae, const TensorSet *set, const VaeConfig *cfg, DType storage, Error *err) {
-    return build(vae, set, cfg, storage, 0, err);
+int vae_load(Vae *vae, const TensorSet *set, const VaeConfig *cfg, VaeParts parts, DType storage,
+             Error *err) {
+    return build(vae, set, cfg, parts, storage, 0, err);
 }
 
-int vae_init_random(Vae *vae, const VaeConfig *cfg, DType storage, uint64_t seed, Error *err) {
-    return build(vae, NULL, cfg, storage, seed, err);
+int vae_init_random(Vae *vae, const VaeConfig *cfg, VaeParts parts, DType storage, uint64_t seed,
+                    Error *err) {
+    return build(vae, NULL, cfg, parts, storage, seed, err);
 }
 
 void vae_free(Vae *vae) {

@@ -69,20 +69,26 @@ typedef struct VaeDecoder {
     VaeConv conv_out;
 } VaeDecoder;
 
+/* Which halves to bind: training caches latents with the encoder only, generation decodes
+ * only, so the other half's weights are never converted or paged in. */
+typedef enum VaeParts { VAE_ENCODER = 1, VAE_DECODER = 2, VAE_BOTH = 3 } VaeParts;
+
 typedef struct Vae {
     VaeConfig cfg;
+    VaeParts parts;
     WeightPool pool; /* converted weights (half storage, or random benchmark weights) */
     VaeEncoder enc;
     VaeDecoder dec;
-    size_t weight_scratch_floats; /* widest weight + vectors, for per-layer widening */
 } Vae;
 
-/* Binds every weight of `set` (diffusers names, as model_files gives the VAE component) with
- * the shapes `cfg` implies. storage: DTYPE_F32 (weights used as loaded), DTYPE_F16 or
- * DTYPE_BF16 (kept half, widened per layer). The set must outlive the Vae. */
-int vae_load(Vae *vae, const TensorSet *set, const VaeConfig *cfg, DType storage, Error *err);
+/* Binds the weights of `parts` from `set` (diffusers names, as model_files gives the VAE
+ * component) with the shapes `cfg` implies. storage: DTYPE_F32 (weights used as loaded),
+ * DTYPE_F16 or DTYPE_BF16 (kept half, widened per layer). The set must outlive the Vae. */
+int vae_load(Vae *vae, const TensorSet *set, const VaeConfig *cfg, VaeParts parts, DType storage,
+             Error *err);
 /* Random weights of the shapes cfg implies (benchmarks; no file needed). */
-int vae_init_random(Vae *vae, const VaeConfig *cfg, DType storage, uint64_t seed, Error *err);
+int vae_init_random(Vae *vae, const VaeConfig *cfg, VaeParts parts, DType storage, uint64_t seed,
+                    Error *err);
 void vae_free(Vae *vae);
 
 /* Latent size for an image size (the encoder's downsampling), and back. */

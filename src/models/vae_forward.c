@@ -147,6 +147,8 @@ static int check_size(const Vae *vae, int batch, int h, int w, int min, const ch
 
 int vae_encode(NnContext *ctx, const Vae *vae, int batch, int h, int w, const float *image,
                float *mean, float *logvar, float *work_mem, Error *err) {
+    if (!(vae->parts & VAE_ENCODER))
+        return error_set(err, "VAE encode: the encoder was not loaded");
     if (check_size(vae, batch, h, w, vae_downscale_factor(&vae->cfg), "VAE encode", err) != 0)
         return -1;
     VaePlan plan;
@@ -204,6 +206,8 @@ static int decode_sample(NnContext *ctx, const Vae *vae, int h, int w, const flo
 
 int vae_decode(NnContext *ctx, const Vae *vae, int batch, int lh, int lw, const float *latents,
                float *image, float *work_mem, Error *err) {
+    if (!(vae->parts & VAE_DECODER))
+        return error_set(err, "VAE decode: the decoder was not loaded");
     if (check_size(vae, batch, lh, lw, 1, "VAE decode", err) != 0)
         return -1;
     VaePlan plan;
