@@ -102,6 +102,21 @@ static void transpose_heads(const AttentionShape *s, int tile, const float *src,
     }
 }
 
+/* dst [B][H][L][d] = src [B][L][H * d]: one head's rows made contiguous, so a product that
+ * streams them (P V in the forward) reads d floats per row instead of d out of every H * d.
+ * Called inside a parallel region; ends with a barrier. */
+static void gather_heads(const AttentionShape *s, const float *src, float *dst) {
+    const int H = s->heads, d = s->head_dim, L = s->kv_len;
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < s->batch * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *head = src + (size_t)b * L * H * d + (size_t)h * d;
+        float *out = dst + (size_t)bh * L * d;
+        for (int j = 0; j < L; j++)
+            memcpy(out + (size_t)j * d, head + (size_t)j * H * d, (size_t)d * sizeof *out);
+    }
+}
+
 /* The start of key tile j0's transposed block for (b, h) in transpose_heads' layout. */
 static const float *tile_block(const AttentionShape *s, int tile, const float *all, int b, int h,
                                int j0) {
@@ -127,7 +142,8 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
     const size_t stride = (per_thread + 15) & ~(size_t)15;
     float *scratch = scratch_alloc(per_thread, threads);
     /* K transposed per (batch, head): [B][H][d][Lk], so score tiles read contiguous keys. */
-    float *kt_all = malloc(tiled_size(s, Bk) * sizeof *kt_all);
+    float *kt_all = malloc((tiled_size(s, Bk) + (size_t)B * H * Lk * d) * sizeof *kt_all);
+    float *v_all = kt_all ? kt_all + tiled_size(s, Bk) : NULL;
     if (!scratch || !kt_all) {
         free(scratch);
         free(kt_all);
@@ -142,6 +158,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
 #pragma omp parallel num_threads(threads)
     {
         transpose_heads(s, Bk, k, kt_all);
+        gather_heads(s, v, v_all);
         float *S = scratch + stride * (size_t)omp_get_thread_num();
         float *acc = S + (size_t)Bq * Bk;
         float *m = acc + (size_t)Bq * d;
@@ -154,7 +171,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
             const int i0 = qt * Bq;
             const int nq = Lq - i0 < Bq ? Lq - i0 : Bq;
             const float *qb = q + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
-            const float *vb = v + (size_t)b * Lk * ld + (size_t)h * d;
+            const float *vb = v_all + ((size_t)b * H + h) * Lk * d;
             const int kend = visible_keys(s, i0, nq);
             for (int i = 0; i < nq; i++) {
                 m[i] = -INFINITY;
@@ -186,7 +203,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
                     l[i] = l[i] * corr + sum;
                     m[i] = mx;
                 }
-                attn_gemm(nq, d, nk, 1.0f, S, Bk, 1, vb + (size_t)j0 * ld, ld, 1.0f, acc, d);
+                attn_gemm(nq, d, nk, 1.0f, S, Bk, 1, vb + (size_t)j0 * d, d, 1.0f, acc, d);
             }
             float *ob = out + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
             for (int i = 0; i < nq; i++) {
