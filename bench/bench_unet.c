@@ -1,13 +1,14 @@
 /* One UNet pass on an SD1.5-shaped UNet2DConditionModel with random weights (no file needed),
  * for bench/bench_unet.sh, which runs PyTorch on the same shapes and prints the ratios.
- *   bench_unet fwd|fwdbwd|ckpt|plan LATENT [THREADS] [fp32|fp16|bf16] [RUNS]
+ *   bench_unet fwd|fwdbwd|ckpt|plan LATENT [THREADS] [fp32|fp16|bf16|bf16c] [RUNS]
  *   bench_unet sgemm N [THREADS]
  * fwd: forward only; fwdbwd: forward + backward to encoder_hidden_states; ckpt: the same
  * with gradient checkpointing. Batch 1, 77 tokens, LATENT x LATENT latents. The first run
  * warms up (oneDNN primitive creation, page faults); the best of the following RUNS (default
  * 1) is printed as "seconds <t>", with the arena size, the FLOPs of the pass (2 per
  * multiply-add, counted from the shapes: convolutions, linear layers, attention products)
- * and the time per block kind. plan: only the arena size of each mode. */
+ * and the time per block kind. plan: only the arena size of each mode. bf16c: bf16 weights and
+ * bf16 convolutions (f32 accumulation). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "models/unet_internal.h"
+#include "nn/conv2d.h"
 
 static double now(void) {
     struct timespec ts;
@@ -119,8 +121,10 @@ int main(int argc, char **argv) {
     DType storage = DTYPE_F32;
     if (argc > 4 && strcmp(argv[4], "fp16") == 0)
         storage = DTYPE_F16;
-    else if (argc > 4 && strcmp(argv[4], "bf16") == 0)
+    else if (argc > 4 && strncmp(argv[4], "bf16", 4) == 0)
         storage = DTYPE_BF16;
+    /* bf16c: bf16 weights and bf16 convolution inputs (AVX512-BF16), f32 accumulation */
+    bool bf16_conv = argc > 4 && strcmp(argv[4], "bf16c") == 0;
     bool plan_only = strcmp(op, "plan") == 0; /* arena sizes of the three modes, no run */
     if (plan_only)
         op = "fwd";
@@ -156,6 +160,7 @@ int main(int argc, char **argv) {
     UnetArena *a = NULL;
     UnetShape shape = {1, latent, latent, 77};
     if (nn_context_create(threads, &ctx, &err) != 0 ||
+        (bf16_conv && conv2d_set_algorithm(ctx, CONV2D_ALGO_ONEDNN_BF16, &err) != 0) ||
         unet_create_random(&cfg, storage, 42, &u, &err) != 0 ||
         unet_arena_create(u, &shape, mode, &a, &err) != 0) {
         fprintf(stderr, "bench_unet: %s\n", err.message);

@@ -6,7 +6,8 @@
 # the machine's sgemm peak (oneDNN sgemm 4096^3), and sdti's time per block kind.
 # Usage: bash bench/bench_unet.sh [build-dir] [threads] [latent] [passes...]
 #   latent: 64 (512x512 images, default) or 32 for a quick run; passes: fwd fwdbwd ckpt
-#   (default all three). SDTI_BENCH_PRECISION=fp16|bf16 sets sdti's weight storage;
+#   (default all three). SDTI_BENCH_PRECISION=fp16|bf16 sets sdti's weight storage (bf16c:
+#   bf16 weights and bf16 convolutions);
 #   TORCH_BENCH_PRECISION=bf16 runs PyTorch under bf16 autocast; SDTI_BENCH_RUNS timed runs
 #   after one warm-up (default 1).
 set -euo pipefail
