@@ -284,6 +284,61 @@ static void test_weights(void) {
     tokenizer_free(tok);
 }
 
+/* Embeddings in prompts: kohya's gen_img_diffusers token set-up and replace_token. */
+static void test_prompt_embeddings(void) {
+    const cJSON *pe = cJSON_GetObjectItem(spec, "prompt_embeddings");
+    Tokenizer *tok = model_tokenizer("sd1-tiny");
+    if (!tok || !pe)
+        return;
+    Error err = {{0}};
+    TiTokens sets[8];
+    int n_sets = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(pe, "files")) {
+        Embedding e;
+        const char *file = cJSON_GetObjectItem(f, "file")->valuestring;
+        if (n_sets == 8 || embedding_load(fixture2("embeddings/", file), &e, &err) != 0) {
+            CHECKF(false, "%s: %s", file, err.message);
+            continue;
+        }
+        if (ti_tokens_add_embedding(tok, &e, &sets[n_sets], &err) == 0) {
+            const cJSON *names = cJSON_GetObjectItem(f, "token_strings");
+            for (int i = 0; i < sets[n_sets].num_vectors; i++)
+                CHECK(strcmp(sets[n_sets].names[i], cJSON_GetArrayItem(names, i)->valuestring) ==
+                      0);
+            CHECK(ids_equal(sets[n_sets].ids, sets[n_sets].num_vectors,
+                            cJSON_GetObjectItem(f, "token_ids")));
+            n_sets++;
+        } else {
+            CHECKF(false, "%s: %s", file, err.message);
+        }
+        /* the same file twice: refused, kohya's "please rename the file" */
+        TiTokens again;
+        CHECK_FAILS_WITH(ti_tokens_add_embedding(tok, &e, &again, &err), &err, "rename the file");
+        embedding_free(&e);
+    }
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(pe, "prompts")) {
+        int *ids = NULL, count = 0;
+        const char *prompt = cJSON_GetObjectItem(p, "prompt")->valuestring;
+        CHECK_OK(tokenizer_encode(tok, prompt, &ids, &count, &err), &err);
+        CHECKF(ids_equal(ids, count, cJSON_GetObjectItem(p, "ids")), "ids of '%s'", prompt);
+        for (int s = 0; s < n_sets; s++) {
+            int *next = NULL, next_count = 0;
+            CHECK_OK(ti_tokens_expand_ids(&sets[s], ids, count, &next, &next_count, &err), &err);
+            free(ids);
+            ids = next;
+            count = next_count;
+        }
+        CHECKF(ids_equal(ids, count, cJSON_GetObjectItem(p, "expanded")), "expanded ids of '%s'",
+               prompt);
+        free(ids);
+    }
+    for (int s = 0; s < n_sets; s++)
+        ti_tokens_free(&sets[s]);
+    tokenizer_free(tok);
+}
+
 int main(void) {
     size_t size;
     char *text = NULL;
@@ -300,6 +355,7 @@ int main(void) {
         cJSON_ArrayForEach(c, cJSON_GetObjectItem(spec, "cases")) test_case(c);
         test_refusals();
         test_fp16_matrix();
+        test_prompt_embeddings();
         test_weights();
     }
     cJSON_Delete(spec);

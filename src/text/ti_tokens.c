@@ -174,6 +174,40 @@ int ti_tokens_extract(const TiTokens *t, const float *new_rows, int dim, Embeddi
     return 0;
 }
 
+int ti_tokens_add_embedding(Tokenizer *tok, const Embedding *e, TiTokens *out, Error *err) {
+    if (ti_tokens_add(tok, e->name, e->num_vectors, NULL, out, err) != 0) {
+        if (strstr(err->message, "already has the token"))
+            return error_set(err,
+                             "embedding \"%s\": the tokenizer already has a token of that "
+                             "name (kohya: \"tokenizer has same word to token string "
+                             "(filename). please rename the file\"): rename the file",
+                             e->name);
+        return -1;
+    }
+    return 0;
+}
+
+int ti_tokens_expand_ids(const TiTokens *t, const int *ids, int count, int **out, int *out_count,
+                         Error *err) {
+    size_t n = 0;
+    for (int i = 0; i < count; i++)
+        n += ids[i] == t->ids[0] ? (size_t)t->num_vectors : 1;
+    int *o = malloc((n ? n : 1) * sizeof *o);
+    if (!o)
+        return error_set(err, "out of memory");
+    size_t k = 0;
+    for (int i = 0; i < count; i++) {
+        if (ids[i] == t->ids[0])
+            for (int v = 0; v < t->num_vectors; v++)
+                o[k++] = t->ids[v];
+        else
+            o[k++] = ids[i];
+    }
+    *out = o;
+    *out_count = (int)n;
+    return 0;
+}
+
 char *ti_tokens_rewrite_caption(const TiTokens *t, const char *caption) {
     if (t->num_vectors == 1)
         return strdup(caption);

@@ -65,6 +65,19 @@ int ti_tokens_load_weights(const TiTokens *t, const Embedding *weights, const ch
 int ti_tokens_extract(const TiTokens *t, const float *new_rows, int dim, Embedding *out,
                       Error *err);
 
+/* An embedding file used in prompts, as kohya's gen_img_diffusers.py
+ * --textual_inversion_embeddings does it: token string = the file stem (e->name), tokens
+ * stem, stem1, ... for its N vectors, added at the next ids; no init word. Refused like
+ * training's tokens (kohya: "tokenizer has same word to token string (filename). please rename
+ * the file"). The rows to serve are e->data. */
+int ti_tokens_add_embedding(Tokenizer *tok, const Embedding *e, TiTokens *out, Error *err);
+
+/* kohya's replace_token on a prompt's ids: each t->ids[0] becomes t->ids[0..N-1] (the other
+ * ids of the set are left alone, as kohya leaves them). *out is malloc'd. For several
+ * embeddings apply each set in turn. */
+int ti_tokens_expand_ids(const TiTokens *t, const int *ids, int count, int **out, int *out_count,
+                         Error *err);
+
 /* Caption rewrite: a malloc'd copy of `caption` with every token_string replaced by
  * t->replacement when N > 1 (an unchanged copy when N == 1). NULL when out of memory. */
 char *ti_tokens_rewrite_caption(const TiTokens *t, const char *caption);

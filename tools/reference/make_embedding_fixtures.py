@@ -43,7 +43,8 @@ with the new tokens. Refusals: tokenizer.add_tokens' count for strings the vocab
 Deterministic: fixed seeds, TZ=UTC for the modelspec date, torch.save's random
 `.data/serialization_id` rewritten to zeros. One exception: the safetensors library keeps
 __metadata__ in a Rust HashMap, so kohya-*.safetensors list their metadata keys in a random
-order when regenerated; the C tests read the order from the file they compare with.
+order when regenerated (the script keeps the previous bytes when only that order differs);
+the C tests read the order from the file they compare with.
 Also seeds the embedding fuzzer's corpus (tests/fuzz/corpus/embedding/).
 """
 
@@ -130,8 +131,36 @@ def torch_save_legacy(obj, path):
     assert repr(back) == repr(obj), "legacy key renumbering changed the object"
 
 
+OLD_FILES = {}
+
+
+def save_file_stable(tensors, path, metadata=None):
+    """safetensors save_file; when the previous fixture holds the same tensors and metadata in
+    another metadata order (the library's HashMap order is random per process), the previous
+    bytes are kept, so regenerating does not churn the files."""
+    save_file(tensors, path, metadata)
+    old = OLD_FILES.get(os.path.relpath(path, OUT))
+    if old is None:
+        return
+    with open(path, "rb") as f:
+        new = f.read()
+
+    def parts(b):
+        n = int.from_bytes(b[:8], "little")
+        return json.loads(b[8:8 + n]), b[8 + n:]
+
+    if parts(old) == parts(new):
+        with open(path, "wb") as f:
+            f.write(old)
+
+
 def main():
     if os.path.isdir(OUT):
+        for dirpath, _, names in os.walk(OUT):
+            for fn in names:
+                if fn.endswith(".safetensors"):
+                    with open(os.path.join(dirpath, fn), "rb") as f:
+                        OLD_FILES[os.path.relpath(os.path.join(dirpath, fn), OUT)] = f.read()
         shutil.rmtree(OUT)
     os.makedirs(os.path.join(OUT, "diffusers"))
     gen = torch.Generator().manual_seed(20260101)
@@ -144,12 +173,12 @@ def main():
     # kohya SD1, fp32 safetensors (3 vectors, width 8 = the tiny models' width).
     t = randn(3, 8)
     md = kohya_ti_metadata("kohya-sd1", clip_skip=2)
-    save_file({"emb_params": t.contiguous()}, os.path.join(OUT, "kohya-sd1.safetensors"), md)
+    save_file_stable({"emb_params": t.contiguous()}, os.path.join(OUT, "kohya-sd1.safetensors"), md)
     # kohya .pt with --save_precision fp16.
     torch_save_file({"emb_params": randn(3, 8).detach().clone().to("cpu").to(torch.float16)},
                     os.path.join(OUT, "kohya-sd1-fp16.pt"))
     # kohya SD2 (1024 wide), bf16, v2 + v-parameterization metadata.
-    save_file({"emb_params": randn(2, 1024).to(torch.bfloat16)},
+    save_file_stable({"emb_params": randn(2, 1024).to(torch.bfloat16)},
               os.path.join(OUT, "kohya-sd2-bf16.safetensors"),
               kohya_ti_metadata("kohya-sd2-bf16", v2=True, v_param=True, resolution="768,768",
                                 timesteps=(0, 1000)))
@@ -234,6 +263,11 @@ def main():
     print(f"wrote {OUT}: {total} bytes")
 
 
+def expected_rows(fn):
+    with open(os.path.join(OUT, "expected.json")) as f:
+        return json.load(f)[fn]["shape"][0]
+
+
 def ti_tokens():
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -286,6 +320,33 @@ def ti_tokens():
         t = CLIPTokenizer.from_pretrained(os.path.join(MODELS, "sd1-tiny", "diffusers", "tokenizer"))
         out["refusals"][s] = t.add_tokens([s])
     out["empty_init_ids"] = {w: tokenizer.encode(w, add_special_tokens=False) for w in ["", "   "]}
+
+    # Embeddings used in prompts, as kohya's gen_img_diffusers.py --textual_inversion_embeddings
+    # does it: token string = file stem, tokens stem, stem1, ... added per file in order, the
+    # vector count from the file; a prompt's ids then go through replace_token, which turns
+    # each file's first id into all of its ids.
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(MODELS, "sd1-tiny", "diffusers", "tokenizer"))
+    files = ["kohya-sd1.safetensors", "a1111-sd1.pt", "single-star.safetensors"]
+    replacements = {}
+    emb_out = []
+    for fn in files:
+        n = expected_rows(fn)
+        stem = os.path.splitext(fn)[0]
+        names = [stem] + [f"{stem}{i + 1}" for i in range(n - 1)]
+        assert tokenizer.add_tokens(names) == n
+        ids = tokenizer.convert_tokens_to_ids(names)
+        if n > 1:
+            replacements[ids[0]] = ids
+        emb_out.append({"file": fn, "token_strings": names, "token_ids": ids})
+    prompts = ["a photo of kohya-sd1 with a1111-sd1, single-star",
+               "kohya-sd11 alone, a1111-sd1a1111-sd1 twice", "none here"]
+    out["prompt_embeddings"] = {"files": emb_out, "prompts": []}
+    for p in prompts:
+        ids = tokenizer.encode(p, add_special_tokens=False)
+        expanded = []
+        for t in ids:  # replace_token
+            expanded.extend(replacements.get(t, [t]))
+        out["prompt_embeddings"]["prompts"].append({"prompt": p, "ids": ids, "expanded": expanded})
     save_file(rows, os.path.join(OUT, "ti_tokens.safetensors"))
     with open(os.path.join(OUT, "ti_tokens.json"), "w") as f:
         json.dump(out, f, indent=1)
