@@ -85,8 +85,9 @@ def flops(s, batch=1):
     return 2.0 * batch * s["out_ch"] * oh * ow * s["in_ch"] * s["kernel"] ** 2
 
 
-def time_ms(fn, reps):
-    fn()
+def time_ms(fn, reps, warm=True):
+    if warm:
+        fn()
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -95,7 +96,7 @@ def time_ms(fn, reps):
     return best
 
 
-def torch_ms(s, direction, reps, dtype=torch.float32):
+def torch_ms(s, direction, reps, dtype=torch.float32, warm=True):
     top, left, bottom, right = s["pad"]
     sym = top == bottom and left == right
     x = torch.randn(1, s["in_ch"], s["h"], s["w"]).to(dtype)
@@ -109,7 +110,7 @@ def torch_ms(s, direction, reps, dtype=torch.float32):
             else:
                 fn = lambda: F.conv2d(F.pad(x, (left, right, top, bottom)), w, b,  # noqa: E731
                                       stride=stride)
-            return time_ms(fn, reps)
+            return time_ms(fn, reps, warm)
         xp = x if sym else F.pad(x, (left, right, top, bottom))
         pad = [top, left] if sym else [0, 0]
         y = F.conv2d(xp, w, b, stride=stride, padding=pad)
@@ -120,7 +121,66 @@ def torch_ms(s, direction, reps, dtype=torch.float32):
                                                      [1, 1], False, [0, 0], 1,
                                                      [True, False, False])[0]
             return dx if sym else dx[:, :, :s["h"], :s["w"]]
-        return time_ms(bwd, reps)
+        return time_ms(bwd, reps, warm)
+
+
+# The other kernels at SD1.5 sizes (64x64 latents, 512x512 images): (kind, args, label).
+KERNEL_CASES = [
+    ("gn", (1, 320, 64 * 64, 32), "group norm 320@64x64"),
+    ("gn", (1, 640, 32 * 32, 32), "group norm 640@32x32"),
+    ("gn", (1, 1280, 16 * 16, 32), "group norm 1280@16x16"),
+    ("gn", (1, 1280, 8 * 8, 32), "group norm 1280@8x8"),
+    ("gn", (1, 128, 512 * 512, 32), "group norm 128@512x512 (VAE)"),
+    ("gn", (1, 512, 128 * 128, 32), "group norm 512@128x128 (VAE)"),
+    ("ln", (4096, 320), "layer norm 4096x320"),
+    ("ln", (1024, 640), "layer norm 1024x640"),
+    ("ln", (256, 1280), "layer norm 256x1280"),
+    ("ln", (77, 768), "layer norm 77x768 (CLIP)"),
+    ("up", (1280, 8, 8), "upsample 1280@8x8"),
+    ("up", (640, 32, 32), "upsample 640@32x32"),
+    ("up", (512, 128, 128), "upsample 512@128x128 (VAE)"),
+]
+
+
+def torch_kernel_ms(kind, a, reps):
+    if kind == "gn":
+        b, c, sp, g = a
+        x = torch.randn(b, c, sp, requires_grad=True)
+        gm, bt = torch.randn(c), torch.randn(c)
+        fwd = lambda: F.group_norm(x, g, gm, bt, 1e-5)  # noqa: E731
+    elif kind == "ln":
+        r, d = a
+        x = torch.randn(r, d, requires_grad=True)
+        gm, bt = torch.randn(d), torch.randn(d)
+        fwd = lambda: F.layer_norm(x, (d,), gm, bt, 1e-5)  # noqa: E731
+    else:
+        p, h, w = a
+        x = torch.randn(1, p, h, w, requires_grad=True)
+        fwd = lambda: F.interpolate(x, scale_factor=2.0, mode="nearest")  # noqa: E731
+    with torch.no_grad():
+        tf = time_ms(fwd, reps)
+    y = fwd()
+    dy = torch.randn_like(y)
+    tb = time_ms(lambda: torch.autograd.grad(y, x, dy, retain_graph=True), reps)
+    return tf, tb
+
+
+def bench_kernels(worker, reps):
+    print("\n## other kernels (ms, best of rounds alternating sdti and PyTorch)")
+    print("| kernel | torch fwd | sdti fwd | ratio | torch bwd | sdti bwd | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, a, label in KERNEL_CASES:
+        best = [float("inf")] * 4
+        for _ in range(reps):
+            worker.p.stdin.write(" ".join(str(v) for v in (kind, *a, 3)) + "\n")
+            worker.p.stdin.flush()
+            ours = worker.p.stdout.readline().split()
+            worker.p.stdout.readline()  # "ok"
+            tf, tb = torch_kernel_ms(kind, a, 3)
+            best = [min(best[0], tf), min(best[1], float(ours[1])), min(best[2], tb),
+                    min(best[3], float(ours[2]))]
+        print(f"| {label} | {best[0]:.3f} | {best[1]:.3f} | {best[1] / best[0]:.2f} | "
+              f"{best[2]:.3f} | {best[3]:.3f} | {best[3] / best[2]:.2f} |", flush=True)
 
 
 class Worker:
@@ -129,10 +189,10 @@ class Worker:
         self.p = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env=env)
 
-    def run(self, s, direction, reps, algos):
+    def run(self, s, direction, reps, algos, warm, profile):
         req = " ".join(str(v) for v in [direction, 1, s["in_ch"], s["out_ch"], s["h"], s["w"],
-                                        s["kernel"], s["stride"], *s["pad"], reps,
-                                        ",".join(algos)])
+                                        s["kernel"], s["stride"], *s["pad"], reps, int(warm),
+                                        int(profile), ",".join(algos)])
         self.p.stdin.write(req + "\n")
         self.p.stdin.flush()
         res = {}
@@ -165,6 +225,8 @@ def main():
     ap.add_argument("--filter", default="", help="only shapes whose 'in->out@hxw kK sS' has this")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--extract-shapes", action="store_true")
+    ap.add_argument("--kernels", action="store_true",
+                    help="time group norm, layer norm and upsampling instead of convolutions")
     args = ap.parse_args()
     if args.extract_shapes:
         extract_shapes()
@@ -178,6 +240,10 @@ def main():
         args.set, (args.set,))
     shapes = [s for s in shapes if s["model"] in want]
     worker = Worker(os.path.join(args.build, "bench", "bench_conv"), args.threads)
+    if args.kernels:
+        bench_kernels(worker, args.reps)
+        worker.close()
+        return
     print(f"torch {torch.__version__}, {args.threads} threads; times in ms, best of {args.reps}; "
           f"ratio = sdti / torch (< 1: sdti faster); err vs sdti blocked fp32; "
           f"reorder% = share of the blocked call spent converting layouts")
@@ -201,9 +267,18 @@ def main():
             if args.filter and args.filter not in name:
                 continue
             reps = args.reps if flops(s) < 3e10 else max(1, args.reps // 2)
-            ours = worker.run(s, direction, reps, algos)
-            t = torch_ms(s, direction, reps)
-            tb = torch_ms(s, direction, reps, torch.bfloat16) if "bf16" in algos else None
+            # Round 0 warms up (creates primitives) and profiles; then `reps` rounds alternate
+            # one call of each sdti algorithm with one PyTorch call; best of the rounds.
+            ours = worker.run(s, direction, 1, algos, True, True)
+            t = torch_ms(s, direction, 1)
+            tb = torch_ms(s, direction, 1, torch.bfloat16) if "bf16" in algos else None
+            for _ in range(reps):
+                again = worker.run(s, direction, 1, algos, False, False)
+                for a, r in again.items():
+                    ours[a]["ms"] = min(ours[a]["ms"], r["ms"])
+                t = min(t, torch_ms(s, direction, 1, warm=False))
+                if tb is not None:
+                    tb = min(tb, torch_ms(s, direction, 1, torch.bfloat16, warm=False))
             tot = totals.setdefault((direction, s["model"]), {"torch": 0.0, "torch bf16": 0.0,
                                                               "best": 0.0, "flop": 0.0})
             tot["torch"] += s["count"] * t
@@ -215,6 +290,8 @@ def main():
             tot["best"] += s["count"] * (min(fp32) if fp32 else float("nan"))
             for a in algos:
                 tot[a] = tot.get(a, 0.0) + s["count"] * ours.get(a, {"ms": float("nan")})["ms"]
+            if "blocked" in ours:  # the convolution alone, as if activations stayed blocked
+                tot["conv only"] = tot.get("conv only", 0.0) + s["count"] * ours["blocked"]["conv"]
             blk = ours.get("blocked")
             reorder = (blk["r_in"] + blk["r_w"] + blk["r_out"]) / max(
                 1e-9, blk["r_in"] + blk["r_w"] + blk["r_out"] + blk["conv"]) if blk else float("nan")
@@ -232,6 +309,9 @@ def main():
         for a in algos:
             line += f", {a} {tot[a]:.0f} ms ({tot[a] / tot['torch']:.2f}x)"
         line += f", best fp32 per shape {tot['best']:.0f} ms ({tot['best'] / tot['torch']:.2f}x)"
+        if "conv only" in tot:
+            line += (f", blocked without reorders (one profiled call) {tot['conv only']:.0f} ms "
+                     f"({tot['conv only'] / tot['torch']:.2f}x)")
         if "bf16" in algos:
             line += f", torch bf16 {tot['torch bf16']:.0f} ms"
         print(line)

@@ -1,11 +1,13 @@
 /* 2-D convolution forward and backward-data on oneDNN (see conv2d.h).
  *
- * The caller's tensors are NCHW / OIHW. oneDNN's fast AVX-512 kernels want blocked layouts
- * (nChw16c activations, OIhw16i16o-style weights), so by default each call reorders x (or dy)
- * and w into the primitive's layout, runs the convolution and reorders y (or dx) back;
- * docs/kernels.md has the measurements that chose this over plain-NCHW primitives and
- * im2col + sgemm. The reordered copies live in scratch buffers shared by every cached
- * primitive, so memory grows with the largest layer, not with the number of shapes.
+ * The caller's tensors are NCHW / OIHW. The default (CONV2D_ALGO_ONEDNN_NCHW) runs oneDNN's
+ * convolution on that memory as it is: oneDNN then uses its im2col + JIT sgemm kernel, with
+ * no layout conversions and no extra copies. The alternative CONV2D_ALGO_ONEDNN_BLOCKED lets
+ * oneDNN pick its preferred layouts (NHWC / nChw16c activations, blocked weights), at the
+ * price of reordering x (or dy) and w into them and y (or dx) back on every call; measured
+ * on the SD1.5 UNet and VAE shapes the reorders cost more than the faster kernels gain
+ * (docs/kernels.md). Reordered copies and oneDNN's scratchpad live in buffers shared by all
+ * cached primitives, so memory grows with the largest layer, not with the number of shapes.
  *
  * Primitives are created once per (direction, shape, algorithm) and kept in the context's
  * ConvPrimitiveCache: creating one costs milliseconds, running a small one less. */
@@ -20,7 +22,10 @@
 #include <string.h>
 
 enum { CONV_FORWARD = 0, CONV_BACKWARD_DATA = 1 };
-enum { SCRATCH_IN, SCRATCH_W, SCRATCH_OUT, SCRATCH_COUNT };
+/* Shared buffers: the three reordered tensors, and oneDNN's own scratchpad (im2col columns,
+ * Winograd transforms), which would otherwise be allocated per primitive and add up over the
+ * dozens of shapes a UNet has. */
+enum { SCRATCH_IN, SCRATCH_W, SCRATCH_OUT, SCRATCH_PAD, SCRATCH_COUNT };
 
 typedef struct ConvKey {
     Conv2dShape shape;
@@ -38,6 +43,7 @@ typedef struct ConvEntry {
     dnnl_primitive_t reorder_in, reorder_w, reorder_out;
     dnnl_memory_t user_in, user_w, user_out, user_bias;
     dnnl_memory_t int_in, int_w, int_out;
+    dnnl_memory_t pad; /* NULL when the primitive needs no scratchpad */
     size_t scratch_bytes[SCRATCH_COUNT];
 } ConvEntry;
 
@@ -90,6 +96,7 @@ static void entry_destroy(ConvEntry *e) {
     dnnl_memory_destroy(e->user_w);
     dnnl_memory_destroy(e->user_out);
     dnnl_memory_destroy(e->user_bias);
+    dnnl_memory_destroy(e->pad);
     memset(e, 0, sizeof *e);
 }
 
@@ -246,6 +253,8 @@ static int entry_create(NnContext *ctx, const ConvKey *key, ConvEntry *e, Error 
                  "desc");
     }
     DNNL_TRY(dnnl_primitive_attr_create(&attr), "attributes");
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+             "scratchpad mode");
     /* Forward-training for the backward-data hint: oneDNN pairs implementations by it. */
     DNNL_TRY(dnnl_convolution_forward_desc_init(
                  &fwd_desc,
@@ -277,6 +286,11 @@ static int entry_create(NnContext *ctx, const ConvKey *key, ConvEntry *e, Error 
         int_out_md = dnnl_primitive_desc_query_md(bwd_pd, dnnl_query_diff_src_md, 0);
     }
     DNNL_TRY(dnnl_primitive_create(&e->conv, pd), "convolution primitive");
+    const dnnl_memory_desc_t *pad_md =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes[SCRATCH_PAD] = pad_md ? dnnl_memory_desc_get_size(pad_md) : 0;
+    if (e->scratch_bytes[SCRATCH_PAD])
+        DNNL_TRY(dnnl_memory_create(&e->pad, pad_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
     DNNL_TRY(dnnl_memory_create(&e->user_in, in_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
     DNNL_TRY(dnnl_memory_create(&e->user_w, &w_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
     DNNL_TRY(dnnl_memory_create(&e->user_out, out_md, ctx->engine, DNNL_MEMORY_NONE), "memory");
@@ -352,10 +366,10 @@ static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const fl
                          const float *bias, float *out, Error *err) {
     ConvPrimitiveCache *cache = ctx->conv_cache;
     Conv2dProfile *p = cache->profile;
-    dnnl_memory_t ints[SCRATCH_COUNT] = {e->int_in, e->int_w, e->int_out};
-    dnnl_memory_t users[SCRATCH_COUNT] = {e->user_in, e->user_w, e->user_out};
+    dnnl_memory_t ints[SCRATCH_COUNT] = {e->int_in, e->int_w, e->int_out, e->pad};
+    dnnl_memory_t users[SCRATCH_COUNT] = {e->user_in, e->user_w, e->user_out, NULL};
     for (int i = 0; i < SCRATCH_COUNT; i++) {
-        if (ints[i] == users[i])
+        if (ints[i] == users[i] || !ints[i])
             continue;
         void *buf = scratch_reserve(cache, i, e->scratch_bytes[i], err);
         if (!buf)
@@ -376,19 +390,28 @@ static int entry_execute(NnContext *ctx, ConvEntry *e, const float *in, const fl
             return -1;
     }
     if (e->key.direction == CONV_FORWARD) {
-        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, e->int_in},
+        dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, e->int_in},
                                 {DNNL_ARG_WEIGHTS, e->int_w},
                                 {DNNL_ARG_DST, e->int_out},
+                                {DNNL_ARG_SCRATCHPAD, e->pad},
                                 {DNNL_ARG_BIAS, e->user_bias}};
-        if (bias)
+        int n = 3;
+        if (e->pad)
+            n++;
+        else
+            a[3] = a[4];
+        if (bias) {
             dnnl_memory_set_data_handle(e->user_bias, (void *)bias);
-        if (run(ctx, e->conv, bias ? 4 : 3, a, p ? &p->convolution : NULL, err))
+            n++;
+        }
+        if (run(ctx, e->conv, n, a, p ? &p->convolution : NULL, err))
             return -1;
     } else {
-        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, e->int_in},
+        dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, e->int_in},
                                 {DNNL_ARG_WEIGHTS, e->int_w},
-                                {DNNL_ARG_DIFF_SRC, e->int_out}};
-        if (run(ctx, e->conv, 3, a, p ? &p->convolution : NULL, err))
+                                {DNNL_ARG_DIFF_SRC, e->int_out},
+                                {DNNL_ARG_SCRATCHPAD, e->pad}};
+        if (run(ctx, e->conv, e->pad ? 4 : 3, a, p ? &p->convolution : NULL, err))
             return -1;
     }
     if (e->reorder_out) {

@@ -29,7 +29,7 @@ typedef enum Conv2dAlgorithm {
                                     accumulation and output (--mixed_precision bf16) */
     CONV2D_ALGO_COUNT
 } Conv2dAlgorithm;
-#define CONV2D_ALGO_DEFAULT CONV2D_ALGO_ONEDNN_BLOCKED
+#define CONV2D_ALGO_DEFAULT CONV2D_ALGO_ONEDNN_NCHW
 
 int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err);
 Conv2dAlgorithm conv2d_get_algorithm(NnContext *ctx);
