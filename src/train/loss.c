@@ -4,6 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* torch rounds a * b + c twice unless it fuses on purpose (written as fmaf here); clang would
+   fuse such expressions under -march=native (GCC in -std=c11 mode does not). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 void train_loss_options_default(TrainLossOptions *o) {
     memset(o, 0, sizeof *o);
     o->loss_type = LOSS_L2;

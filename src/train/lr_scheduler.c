@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* torch rounds a * b + c twice unless it fuses on purpose (written as fmaf here); clang would
+   fuse such expressions under -march=native (GCC in -std=c11 mode does not). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* Python's math.pi */
 static const double kPi = 3.141592653589793;
 

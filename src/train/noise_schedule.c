@@ -7,6 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* torch rounds a * b + c twice unless it fuses on purpose (written as fmaf here); clang would
+   fuse such expressions under -march=native (GCC in -std=c11 mode does not). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* torch.linspace(start, end, steps, dtype=float32) as its scalar CPU kernel computes it: the
  * first half from start, the second half back from end, each one fused multiply-add. */
 static void linspace_f32(double start_d, double end_d, int steps, float *out) {

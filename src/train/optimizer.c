@@ -7,6 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* torch rounds a * b + c twice unless it fuses on purpose (written as fmaf here); clang would
+   fuse such expressions under -march=native (GCC in -std=c11 mode does not). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 static float *alloc_zero(size_t n, Error *err) {
     float *p = calloc(n ? n : 1, sizeof *p);
     if (!p)
