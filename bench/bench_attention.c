@@ -5,6 +5,7 @@
  *   attn fwd|bwd batch heads q_len kv_len head_dim causal reps q_tile kv_tile
  *   linear fwd|bwd rows in out reps
  *   geglu fwd|bwd rows dim reps
+ *   silu fwd|bwd n reps
  *
  * (q_tile / kv_tile 0: the defaults), answered by "best_ms median_ms cpu_ms" over `reps` calls
  * after one warm-up call, then "ok"; cpu_ms is the process CPU time per call, all threads
@@ -72,6 +73,13 @@ static int run(Job *j, Error *err) {
         return j->backward
                    ? linear_backward_input(j->ctx, j->rows, j->in, j->out, j->c, j->b, j->a, 0, err)
                    : linear_forward(j->ctx, j->rows, j->in, j->out, j->a, j->b, j->f, j->c, err);
+    if (strcmp(j->kind, "silu") == 0) {
+        if (j->backward)
+            silu_backward_input((size_t)j->rows, j->a, j->c, j->b);
+        else
+            silu_forward((size_t)j->rows, j->a, j->c);
+        return 0;
+    }
     if (j->backward)
         geglu_backward_input(j->rows, j->in, j->a, j->c, j->b);
     else
@@ -119,6 +127,14 @@ static void handle(NnContext *ctx, char *line) {
             printf("error: %s\nok\n", err.message);
             return;
         }
+    } else if (strcmp(kind, "silu") == 0) {
+        if (sscanf(rest, "%d %d", &j.rows, &reps) != 2) {
+            printf("error: bad silu request\nok\n");
+            return;
+        }
+        j.a = alloc_random((size_t)j.rows, 1, 4.0f);
+        j.b = alloc_random((size_t)j.rows, 2, 1.0f);
+        j.c = alloc_random((size_t)j.rows, 3, 1.0f);
     } else if (strcmp(kind, "linear") == 0 || strcmp(kind, "geglu") == 0) {
         int got = strcmp(kind, "linear") == 0
                       ? sscanf(rest, "%d %d %d %d", &j.rows, &j.in, &j.out, &reps)

@@ -17,7 +17,8 @@ Printed per shape: milliseconds (best of --reps after a warm-up), ratio ours / P
 same ratio of process CPU time per call (all threads summed; steadier than wall time when other
 processes load the machine), and GFLOP/s from the best wall time. FLOPs: attention forward 4*B*H*Lq*Lk*d (QK^T and PV), backward 8*B*H*Lq*Lk*d (dV,
 dP, dQ, dK; the recomputed QK^T is not counted, as for torch's kernel, which also recomputes);
-linear 2*rows*in*out either way. --tiles also times the attention at the listed tile sizes.
+linear 2*rows*in*out either way; for GEGLU and SiLU the "GFLOP/s" column is just elements per
+nanosecond. --tiles also times the attention at the listed tile sizes.
 """
 
 import argparse
@@ -55,6 +56,8 @@ LINEAR = [
     ("linear 1024 640->5120", 1024, 640, 5120),
 ]
 GEGLU = [("geglu 4096x1280", 4096, 1280)]
+# SiLU on a level-0 resnet activation (320 x 64 x 64) and a VAE decoder one (128 x 512 x 512).
+SILU = [("silu 320x64x64", 320 * 64 * 64), ("silu 128x512x512", 128 * 512 * 512)]
 
 
 def best(fn, reps):
@@ -118,6 +121,18 @@ def torch_geglu(rows, dim, backward, reps):
     xg = x.clone().requires_grad_(True)
     a, gate = xg.chunk(2, dim=-1)
     y = a * F.gelu(gate)
+    return best(lambda: torch.autograd.grad(y, xg, dy, retain_graph=True), reps)
+
+
+def torch_silu(n, backward, reps):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, generator=g) * 8 - 4
+    dy = torch.rand(n, generator=g)
+    if not backward:
+        with torch.no_grad():
+            return best(lambda: F.silu(x), reps)
+    xg = x.clone().requires_grad_(True)
+    y = F.silu(xg)
     return best(lambda: torch.autograd.grad(y, xg, dy, retain_graph=True), reps)
 
 
@@ -200,6 +215,14 @@ def main():
             theirs = torch_geglu(r, dim, backward, args.reps)
             ours = worker.ask(f"geglu {direction} {r} {dim} {args.reps}")
             report(name, direction, ours, theirs, r * dim)
+    for name, n in SILU:
+        if args.filter not in name:
+            continue
+        for backward in (0, 1):
+            direction = "bwd" if backward else "fwd"
+            theirs = torch_silu(n, backward, args.reps)
+            ours = worker.ask(f"silu {direction} {n} {args.reps}")
+            report(name, direction, ours, theirs, n)
     worker.close()
     if args.markdown:
         print("\n| shape | dir | sdti ms | torch ms | ratio | CPU-time ratio | sdti GFLOP/s | "

@@ -1,8 +1,9 @@
 // labels: unit
 /* SiLU, exact GELU, quick GELU and GEGLU, forward and input gradient, against torch
  * (tests/fixtures/nn/attn/activation.safetensors from tools/reference/make_nn_attn_fixtures.py:
- * float64 torch results on float32 inputs, a grid over [-12, 12] plus random values), in-place
- * use, and each backward against central finite differences of its forward.
+ * float64 torch results on float32 inputs, a grid over [-12, 12] plus random values), both the
+ * run-time chosen (AVX-512 here) and the portable implementation, in-place use, and each
+ * backward against central finite differences of its forward.
  * Error measure everywhere: max|ours - ref| / max|ref|. */
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "formats/safetensors.h"
 #include "nn/activation.h"
+#include "nn/activation_internal.h"
 #include "test_util.h"
 
 #define N_X        1000
@@ -43,14 +45,15 @@ static float next_uniform(unsigned long long *state) {
 
 typedef struct Elementwise {
     const char *name;
+    ActKind kind;
     void (*forward)(size_t, const float *, float *);
     void (*backward)(size_t, const float *, const float *, float *);
 } Elementwise;
 
 static const Elementwise ELEMENTWISE[] = {
-    {"silu", silu_forward, silu_backward_input},
-    {"gelu", gelu_forward, gelu_backward_input},
-    {"quick_gelu", quick_gelu_forward, quick_gelu_backward_input},
+    {"silu", ACT_SILU, silu_forward, silu_backward_input},
+    {"gelu", ACT_GELU, gelu_forward, gelu_backward_input},
+    {"quick_gelu", ACT_QUICK_GELU, quick_gelu_forward, quick_gelu_backward_input},
 };
 
 static void check_err(const char *what, double e, double tol) {
@@ -73,6 +76,13 @@ static void test_elementwise(const Elementwise *f) {
     check_err(what, rel_err(y, y_ref, N_X), 1e-5);
     f->backward(N_X, x, dy, dx);
     snprintf(what, sizeof what, "%s backward_input", f->name);
+    check_err(what, rel_err(dx, dx_ref, N_X), 1e-5);
+    /* The portable implementation (the AVX-512 one runs above on machines that have it). */
+    activation_forward_portable(f->kind, N_X, x, y);
+    snprintf(what, sizeof what, "%s forward (portable)", f->name);
+    check_err(what, rel_err(y, y_ref, N_X), 1e-5);
+    activation_backward_portable(f->kind, N_X, x, dy, dx);
+    snprintf(what, sizeof what, "%s backward_input (portable)", f->name);
     check_err(what, rel_err(dx, dx_ref, N_X), 1e-5);
     /* In place: y == x, dx == dy. */
     memcpy(buf, x, sizeof buf);
