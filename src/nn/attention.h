@@ -19,6 +19,7 @@ typedef struct AttentionShape {
     int causal;
 } AttentionShape;
 
+/* lse may be NULL when no backward follows (generation, the VAE). */
 int attention_forward(NnContext *ctx, const AttentionShape *s, const float *q, const float *k,
                       const float *v, float *out, float *lse, Error *err);
 /* dq, dk, dv overwritten (any may be NULL when not needed: e.g. the UNet's cross-attention
