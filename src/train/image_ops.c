@@ -231,67 +231,58 @@ static uint8_t pil_clip8(int v) {
     return (uint8_t)(v >> PIL_PRECISION_BITS);
 }
 
+/* One separable pass of Pillow's 8-bit resampler: along x (horizontal) or y. */
+static void pil_pass(const uint8_t *src, int sw, int sh, int cn, bool horizontal, int out_len,
+                     const int *bounds, const int *kk, int ksize, uint8_t *dst) {
+    int dw = horizontal ? out_len : sw, dh = horizontal ? sh : out_len;
+    for (int y = 0; y < dh; y++)
+        for (int x = 0; x < dw; x++) {
+            int o = horizontal ? x : y;
+            int min = bounds[o * 2], n = bounds[o * 2 + 1];
+            const int *k = kk + (size_t)o * ksize;
+            for (int c = 0; c < cn; c++) {
+                int ss = 1 << (PIL_PRECISION_BITS - 1);
+                for (int i = 0; i < n; i++) {
+                    int sx = horizontal ? min + i : x, sy = horizontal ? y : min + i;
+                    ss += src[((size_t)sy * sw + sx) * cn + c] * k[i];
+                }
+                dst[((size_t)y * dw + x) * cn + c] = pil_clip8(ss);
+            }
+        }
+}
+
 int image_resize_lanczos(const Image *in, int width, int height, Image *out, Error *err) {
     if (width <= 0 || height <= 0)
         return error_set(err, "resize to %dx%d: empty size", width, height);
-    int cn = in->channels;
+    int cn = in->channels, iw = in->width, ih = in->height;
+    bool need_h = width != iw, need_v = height != ih;
+    /* Pillow 13 (ImagingResampleInner) runs the vertical pass first when the height loses
+     * more than twice as many pixels as the width does; Pillow 12 and older always ran the
+     * horizontal pass first. The two orders round differently. */
+    bool v_first = need_h && need_v && ih - height > 0 && ih - height > (iw - width) * 2;
     int *bh = NULL, *kh = NULL, *bv = NULL, *kv = NULL;
-    int ksh = pil_coeffs(in->width, width, &bh, &kh);
-    int ksv = ksh < 0 ? -1 : pil_coeffs(in->height, height, &bv, &kv);
-    if (ksv < 0 || new_image(out, width, height, cn, err) != 0) {
-        free(bh);
-        free(kh);
-        return error_set(err, "out of memory resizing %dx%d", in->width, in->height);
-    }
-    bool need_h = width != in->width, need_v = height != in->height;
-    /* Horizontal pass over the rows the vertical pass reads (rows ybox_first..last). */
-    int y_first = bv[0], y_last = bv[height * 2 - 2] + bv[height * 2 - 1];
-    const uint8_t *src = in->pixels;
-    int src_rows = in->height, row0 = 0;
+    int ksh = pil_coeffs(iw, width, &bh, &kh);
+    int ksv = ksh < 0 ? -1 : pil_coeffs(ih, height, &bv, &kv);
     uint8_t *tmp = NULL;
-    if (need_h) {
-        for (int i = 0; i < height; i++)
-            bv[i * 2] -= y_first;
-        int rows = y_last - y_first;
-        tmp = malloc((size_t)width * rows * cn + 1);
-        if (!tmp) {
-            image_free(out);
-            free(bh), free(kh), free(bv), free(kv);
-            return error_set(err, "out of memory resizing %dx%d", in->width, in->height);
-        }
-        for (int y = 0; y < rows; y++) {
-            const uint8_t *s = in->pixels + (size_t)(y + y_first) * in->width * cn;
-            for (int x = 0; x < width; x++) {
-                int xmin = bh[x * 2], xn = bh[x * 2 + 1];
-                const int *k = kh + (size_t)x * ksh;
-                for (int c = 0; c < cn; c++) {
-                    int ss = 1 << (PIL_PRECISION_BITS - 1);
-                    for (int i = 0; i < xn; i++)
-                        ss += s[(xmin + i) * cn + c] * k[i];
-                    tmp[((size_t)y * width + x) * cn + c] = pil_clip8(ss);
-                }
-            }
-        }
-        src = tmp;
-        src_rows = rows;
-    } else {
-        (void)row0;
+    size_t tmp_size = v_first ? (size_t)iw * height * cn : (size_t)width * ih * cn;
+    if (ksv < 0 || !(tmp = malloc(tmp_size + 1)) || new_image(out, width, height, cn, err) != 0) {
+        free(bh), free(kh), free(bv), free(kv), free(tmp);
+        return error_set(err, "out of memory resizing %dx%d", iw, ih);
     }
-    if (need_v) {
-        for (int y = 0; y < height; y++) {
-            int ymin = bv[y * 2], yn = bv[y * 2 + 1];
-            const int *k = kv + (size_t)y * ksv;
-            for (int x = 0; x < width * cn; x++) {
-                int ss = 1 << (PIL_PRECISION_BITS - 1);
-                for (int i = 0; i < yn; i++)
-                    ss += src[(size_t)(ymin + i) * width * cn + x] * k[i];
-                out->pixels[(size_t)y * width * cn + x] = pil_clip8(ss);
-            }
-        }
+    if (!need_h && !need_v) {
+        memcpy(out->pixels, in->pixels, (size_t)width * height * cn);
+    } else if (!need_v) {
+        pil_pass(in->pixels, iw, ih, cn, true, width, bh, kh, ksh, out->pixels);
+    } else if (!need_h) {
+        pil_pass(in->pixels, iw, ih, cn, false, height, bv, kv, ksv, out->pixels);
+    } else if (v_first) {
+        pil_pass(in->pixels, iw, ih, cn, false, height, bv, kv, ksv, tmp);
+        pil_pass(tmp, iw, height, cn, true, width, bh, kh, ksh, out->pixels);
     } else {
-        memcpy(out->pixels, src, (size_t)width * height * cn);
+        /* (Pillow only resamples the rows the vertical pass reads; the values are the same.) */
+        pil_pass(in->pixels, iw, ih, cn, true, width, bh, kh, ksh, tmp);
+        pil_pass(tmp, width, ih, cn, false, height, bv, kv, ksv, out->pixels);
     }
-    (void)src_rows;
     free(tmp);
     free(bh);
     free(kh);

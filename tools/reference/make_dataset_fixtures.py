@@ -347,7 +347,8 @@ def lanczos_fixture():
     """PIL LANCZOS resizes as kohya's utils.pil_resize (upscaling path)."""
     src = pattern(16, 24, 3)
     t = {"src": src}
-    for w, h in [(32, 48), (20, 30), (16, 40), (9, 13), (24, 24)]:
+    # the last three grow one side and shrink the other (Pillow picks the pass order)
+    for w, h in [(32, 48), (20, 30), (16, 40), (9, 13), (24, 24), (40, 10), (12, 30), (30, 20)]:
         t[f"lanczos_{w}x{h}"] = np.array(Image.fromarray(src).resize((w, h), Image.LANCZOS), np.uint8)
     save_file(t, os.path.join(OUT, "lanczos_expected.safetensors"))
 
