@@ -5,7 +5,8 @@
  *   get_crop_ltrb): resolution lists, chosen bucket, resized size and crop for 13 image
  *   sizes x 5 configurations x bucket_no_upscale on/off, all exactly equal;
  * - lanczos_expected.safetensors (PIL 13 Image.resize LANCZOS, kohya's upscaling path,
- *   including one side growing while the other shrinks): equal bytes;
+ *   including one side growing while the other shrinks, and RGBA resized premultiplied):
+ *   equal bytes;
  * - cv2_expected.safetensors (tools/reference/make_resize_fixtures.py, OpenCV's
  *   cv2.resize INTER_AREA and the BGR2HSV/HSV2BGR hue shift of kohya's color_aug): the
  *   resize and the hue shift (4 shifts, grays included) must be byte-exact;
@@ -143,6 +144,20 @@ static void test_resize_fixtures(void) {
         lanczos_cases++;
     }
     CHECK(lanczos_cases == 8);
+    Image src4 = tensor_image(tensor_set_find(&ts, "src_rgba"));
+    for (size_t i = 0; i < ts.count; i++) {
+        int w, h;
+        if (sscanf(ts.items[i].name, "rgba_lanczos_%dx%d", &w, &h) != 2)
+            continue;
+        Image out;
+        CHECK_OK(image_resize_lanczos(&src4, w, h, &out, &err), &err);
+        int maxd;
+        size_t d = count_diff(&out, &ts.items[i], &maxd);
+        CHECKF(d == 0, "PIL RGBA lanczos %dx%d: %zu bytes differ (max %d)", w, h, d, maxd);
+        image_free(&out);
+        lanczos_cases++;
+    }
+    CHECK(lanczos_cases == 10);
     tensor_set_free(&ts);
 
     tensor_set_init(&ts);

@@ -251,7 +251,45 @@ static void pil_pass(const uint8_t *src, int sw, int sh, int cn, bool horizontal
         }
 }
 
+static int resize_lanczos_straight(const Image *in, int width, int height, Image *out, Error *err);
+
+/* Pillow resizes RGBA premultiplied (RGBA -> RGBa, resize, RGBa -> RGBA; Convert.c's
+ * rounding: c * a / 255 rounded, back as min(255, 255 * c / a) truncated). */
 int image_resize_lanczos(const Image *in, int width, int height, Image *out, Error *err) {
+    if (in->channels != 4)
+        return resize_lanczos_straight(in, width, height, out, err);
+    size_t n = (size_t)in->width * in->height;
+    Image pre = *in;
+    pre.pixels = malloc(n * 4 + 1);
+    if (!pre.pixels)
+        return error_set(err, "out of memory resizing %dx%d", in->width, in->height);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = in->pixels + i * 4;
+        unsigned a = p[3];
+        for (int c = 0; c < 3; c++) {
+            unsigned t = p[c] * a + 128;
+            pre.pixels[i * 4 + c] = (uint8_t)(((t >> 8) + t) >> 8);
+        }
+        pre.pixels[i * 4 + 3] = (uint8_t)a;
+    }
+    int rc = resize_lanczos_straight(&pre, width, height, out, err);
+    free(pre.pixels);
+    if (rc != 0)
+        return rc;
+    size_t m = (size_t)width * height;
+    for (size_t i = 0; i < m; i++) {
+        uint8_t *p = out->pixels + i * 4;
+        unsigned a = p[3];
+        if (a != 0 && a != 255)
+            for (int c = 0; c < 3; c++) {
+                unsigned v = 255u * p[c] / a;
+                p[c] = (uint8_t)(v > 255 ? 255 : v);
+            }
+    }
+    return 0;
+}
+
+static int resize_lanczos_straight(const Image *in, int width, int height, Image *out, Error *err) {
     if (width <= 0 || height <= 0)
         return error_set(err, "resize to %dx%d: empty size", width, height);
     int cn = in->channels, iw = in->width, ih = in->height;

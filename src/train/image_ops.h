@@ -4,7 +4,8 @@
  *     integer-factor fast path with its 2x2 rounding, and the general path with float
  *     weights accumulated in OpenCV's order);
  *   - image_resize_lanczos: PIL's Image.resize(..., LANCZOS) (fixed-point separable
- *     filter, horizontal pass first), which kohya's utils.pil_resize uses when upscaling;
+ *     filter, Pillow 13's pass order, RGBA premultiplied), which kohya's utils.pil_resize
+ *     uses when upscaling;
  *   - image_resize_kohya: utils.resize_image's automatic choice (area when neither side
  *     grows, else Lanczos);
  *   - image_trim_and_resize: train_util.trim_and_resize_if_required (resize, then a center

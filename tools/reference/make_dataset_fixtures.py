@@ -350,6 +350,11 @@ def lanczos_fixture():
     # the last three grow one side and shrink the other (Pillow picks the pass order)
     for w, h in [(32, 48), (20, 30), (16, 40), (9, 13), (24, 24), (40, 10), (12, 30), (30, 20)]:
         t[f"lanczos_{w}x{h}"] = np.array(Image.fromarray(src).resize((w, h), Image.LANCZOS), np.uint8)
+    # RGBA (--alpha_mask): PIL resizes it premultiplied
+    src4 = pattern(16, 24, 4)
+    t["src_rgba"] = src4
+    for w, h in [(32, 48), (40, 10)]:
+        t[f"rgba_lanczos_{w}x{h}"] = np.array(Image.fromarray(src4, "RGBA").resize((w, h), Image.LANCZOS), np.uint8)
     save_file(t, os.path.join(OUT, "lanczos_expected.safetensors"))
 
 
