@@ -47,8 +47,8 @@ static int list_images(const char *dir, char ***out, size_t *count, Error *err) 
     int rc = 0;
     while ((e = readdir(d))) {
         ImageFormat f = image_format_from_path(e->d_name);
-        if (f == IMAGE_FORMAT_UNKNOWN)
-            continue;
+        if (f == IMAGE_FORMAT_UNKNOWN || e->d_name[0] == '.')
+            continue; /* Python's glob("*.png") skips hidden files too */
         char *full = path_join(dir, e->d_name);
         if (!full) {
             rc = error_set(err, "out of memory");
