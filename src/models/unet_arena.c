@@ -50,8 +50,16 @@ size_t unet_block_scratch_floats(const UnetBlock *b, const UnetShape *s) {
     }
 }
 
+/* Whether block k's input must stay in its own slot for the whole pass: always when a
+ * backward follows (block inputs are what the backward and the checkpoints re-read), and in
+ * inference when it is a skip connection (the output of a block that pushes one). Other
+ * inference inputs live in two buffers used in turn. */
+static bool input_kept(const Unet *u, int k, UnetMode mode) {
+    return mode != UNET_INFERENCE || (k > 0 && u->blocks[k - 1].push_skip);
+}
+
 typedef struct Plan {
-    size_t inputs, tapes, dskips, scratch, wscratch, time, out_tmp, grad;
+    size_t inputs, relay, tapes, dskips, scratch, wscratch, time, out_tmp, grad;
 } Plan;
 
 static Plan plan_of(const Unet *u, const UnetShape *s, UnetMode mode) {
@@ -60,7 +68,10 @@ static Plan plan_of(const Unet *u, const UnetShape *s, UnetMode mode) {
     size_t max_tape = 0;
     for (int k = 0; k < u->block_count; k++) {
         const UnetBlock *b = &u->blocks[k];
-        p.inputs += in_floats(b, s);
+        if (input_kept(u, k, mode))
+            p.inputs += in_floats(b, s);
+        else if (in_floats(b, s) > p.relay)
+            p.relay = in_floats(b, s);
         size_t t = unet_block_tape_floats(b, s);
         if (mode == UNET_TRAIN)
             p.tapes += t;
@@ -88,8 +99,8 @@ static Plan plan_of(const Unet *u, const UnetShape *s, UnetMode mode) {
 }
 
 static size_t plan_total(const Plan *p) {
-    return p->inputs + p->tapes + p->dskips + p->scratch + p->wscratch + p->time + p->out_tmp +
-           2 * p->grad;
+    return p->inputs + 2 * p->relay + p->tapes + p->dskips + p->scratch + p->wscratch + p->time +
+           p->out_tmp + 2 * p->grad;
 }
 
 int unet_arena_create(const Unet *u, const UnetShape *shape, UnetMode mode, UnetArena **out,
@@ -127,9 +138,16 @@ int unet_arena_create(const Unet *u, const UnetShape *shape, UnetMode mode, Unet
                          shape->height, shape->width);
     }
     float *q = a->base;
+    float *relay[2] = {q, q + p.relay};
+    q += 2 * p.relay;
     for (size_t k = 0; k < n; k++) {
-        a->inputs[k] = q;
-        q += in_floats(&u->blocks[k], shape);
+        if (input_kept(u, (int)k, mode)) {
+            a->inputs[k] = q;
+            q += in_floats(&u->blocks[k], shape);
+        } else {
+            /* block k reads relay[k % 2] and writes block k + 1's input, the other one */
+            a->inputs[k] = relay[k % 2];
+        }
     }
     float *shared_tape = q;
     for (size_t k = 0; k < n; k++) {
