@@ -10,6 +10,15 @@
 #include "nn/linear.h"
 #include "nn/norm.h"
 
+/* Element-wise passes this small are not worth waking the thread pool for. */
+#define PARALLEL_MIN (1 << 15)
+
+static void add_into(size_t n, float *y, const float *a) {
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] += a[i];
+}
+
 static size_t max_ch(const ResnetBlock *rb) {
     return (size_t)(rb->in_ch > rb->out_ch ? rb->in_ch : rb->out_ch);
 }
@@ -188,7 +197,9 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
                            weight_ref_f32(&rb->time_w, sl.w), weight_ref_f32(&rb->time_b, sl.v1),
                            tproj, err) != 0)
             return error_prefix(err, "resnet time_emb_proj: ");
-        for (size_t bc = 0; bc < (size_t)batch * rb->out_ch; bc++) {
+        long planes = (long)batch * rb->out_ch;
+#pragma omp parallel for schedule(static) if (n_out > PARALLEL_MIN)
+        for (long bc = 0; bc < planes; bc++) {
             float t = tproj[bc];
             float *p = hmid + bc * hw;
             for (size_t i = 0; i < hw; i++)
@@ -208,8 +219,7 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
             return error_prefix(err, "resnet conv_shortcut: ");
         shortcut = a;
     }
-    for (size_t i = 0; i < n_out; i++)
-        y[i] += shortcut[i];
+    add_into(n_out, y, shortcut);
     return 0;
 }
 
@@ -253,7 +263,6 @@ int resnet_block_backward_input(NnContext *ctx, const ResnetBlock *rb, int batch
     silu_backward_input(n_in, b, a, a);
     group_norm_backward_input(ctx, batch, rb->in_ch, (int)hw, rb->groups, x,
                               weight_ref_f32(&rb->norm1_w, sl.v1), stats1, a, b);
-    for (size_t i = 0; i < n_in; i++)
-        dx[i] += b[i];
+    add_into(n_in, dx, b);
     return 0;
 }

@@ -249,6 +249,7 @@ static int backward_blocks(NnContext *ctx, const Unet *u, UnetArena *a, const fl
         size_t out_n = (size_t)s->batch * b->out_ch * plane_of(a, b->out_scale);
         if (b->push_skip && a->dskips[k]) {
             const float *ds = a->dskips[k];
+#pragma omp parallel for schedule(static) if (out_n > (1 << 15))
             for (size_t i = 0; i < out_n; i++)
                 g[i] += ds[i];
         }

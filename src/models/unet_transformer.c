@@ -265,25 +265,37 @@ static Slots slots_of(const UnetTransformer *tf, float *wscratch, double *prof) 
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* Element-wise passes this small are not worth waking the thread pool for. */
+#define PARALLEL_MIN (1 << 15)
+
 /* [batch, a, b] -> [batch, b, a], in cache-sized tiles. */
 static void transpose_batched(int batch, size_t a, size_t b, const float *x, float *y) {
     const size_t tile = 32;
-    for (int n = 0; n < batch; n++) {
-        const float *xs = x + (size_t)n * a * b;
-        float *ys = y + (size_t)n * a * b;
-        for (size_t i0 = 0; i0 < a; i0 += tile)
-            for (size_t j0 = 0; j0 < b; j0 += tile) {
-                size_t i1 = i0 + tile < a ? i0 + tile : a, j1 = j0 + tile < b ? j0 + tile : b;
-                for (size_t i = i0; i < i1; i++)
-                    for (size_t j = j0; j < j1; j++)
-                        ys[j * a + i] = xs[i * b + j];
-            }
+    long row_tiles = (long)((a + tile - 1) / tile), jobs = (long)batch * row_tiles;
+#pragma omp parallel for schedule(static) if ((size_t)batch * a * b > PARALLEL_MIN)
+    for (long job = 0; job < jobs; job++) {
+        size_t n = (size_t)(job / row_tiles), i0 = (size_t)(job % row_tiles) * tile;
+        const float *xs = x + n * a * b;
+        float *ys = y + n * a * b;
+        size_t i1 = i0 + tile < a ? i0 + tile : a;
+        for (size_t j0 = 0; j0 < b; j0 += tile) {
+            size_t j1 = j0 + tile < b ? j0 + tile : b;
+            for (size_t i = i0; i < i1; i++)
+                for (size_t j = j0; j < j1; j++)
+                    ys[j * a + i] = xs[i * b + j];
+        }
     }
 }
 
-static void add_into(size_t n, float *y, const float *a) {
+/* out = a + b (out may be b) */
+static void add_to(size_t n, float *out, const float *a, const float *b) {
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
-        y[i] += a[i];
+        out[i] = a[i] + b[i];
+}
+
+static void add_into(size_t n, float *y, const float *a) {
+    add_to(n, y, y, a);
 }
 
 static int lin(NnContext *ctx, size_t rows, int in, int out, const float *x, const WeightRef *w,
@@ -346,8 +358,7 @@ static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBa
         att_fwd(ctx, &self, t.q1, t.k1, t.v1, t.o1, t.lse1, sl, err) ||
         lin(ctx, d.rows, c, c, t.o1, &b->attn1.to_out_w, &b->attn1.to_out_b, tmp, sl, err))
         return error_prefix(err, "attn1: ");
-    for (size_t i = 0; i < rc; i++)
-        t.h1[i] = t.hin[i] + tmp[i];
+    TIMED(sl, UNET_PROF_OTHER, add_to(rc, t.h1, t.hin, tmp));
 
     TIMED(sl, UNET_PROF_NORM,
           layer_norm_forward(ctx, (int)d.rows, c, eps, t.h1, weight_ref_f32(&b->norm2_w, sl.v1),
@@ -358,8 +369,7 @@ static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBa
         att_fwd(ctx, &cross, t.q2, t.k2, t.v2, t.o2, t.lse2, sl, err) ||
         lin(ctx, d.rows, c, c, t.o2, &b->attn2.to_out_w, &b->attn2.to_out_b, tmp, sl, err))
         return error_prefix(err, "attn2: ");
-    for (size_t i = 0; i < rc; i++)
-        t.h2[i] = t.h1[i] + tmp[i];
+    TIMED(sl, UNET_PROF_OTHER, add_to(rc, t.h2, t.h1, tmp));
 
     TIMED(sl, UNET_PROF_NORM,
           layer_norm_forward(ctx, (int)d.rows, c, eps, t.h2, weight_ref_f32(&b->norm3_w, sl.v1),
@@ -369,8 +379,7 @@ static int block_forward(NnContext *ctx, const UnetTransformer *tf, const UnetBa
     TIMED(sl, UNET_PROF_OTHER, geglu_forward((int)d.rows, f, t.ffp, g));
     if (lin(ctx, d.rows, f, c, g, &b->ff_out_w, &b->ff_out_b, tmp, sl, err))
         return error_prefix(err, "ff.net.2: ");
-    for (size_t i = 0; i < rc; i++)
-        hout[i] = t.h2[i] + tmp[i];
+    TIMED(sl, UNET_PROF_OTHER, add_to(rc, hout, t.h2, tmp));
     return 0;
 }
 
