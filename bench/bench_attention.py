@@ -45,6 +45,10 @@ ATTENTION = [
     ("self 256 8x160", 1, 8, 256, 256, 160, 0),
     ("cross 256x77 8x160", 1, 8, 256, 77, 160, 0),
     ("clip 77 12x64 causal", 1, 12, 77, 77, 64, 1),
+    # SD2 (head_dim 64: 5 heads at level 0), and the VAE's mid-block attention at 512x512
+    # (one head of 512 over 64x64 positions; forward only in use).
+    ("sd2 self 4096 5x64", 1, 5, 4096, 4096, 64, 0),
+    ("vae 4096 1x512", 1, 1, 4096, 4096, 512, 0),
 ]
 # Linear layers of a level-0 transformer block (rows = 4096 tokens): q/k/v/out 320->320,
 # cross k/v 768->320 (77 rows), GEGLU proj 320->2560, FF out 1280->320.

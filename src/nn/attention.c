@@ -86,38 +86,39 @@ static size_t tiled_size(const AttentionShape *s, int tile) {
     return (size_t)s->batch * s->heads * s->head_dim * tiles * tile;
 }
 
-static void transpose_heads(const AttentionShape *s, int tile, const float *src, float *dst) {
-    const int H = s->heads, d = s->head_dim, L = s->kv_len;
-    const int tiles = (L + tile - 1) / tile;
-#pragma omp for schedule(static)
-    for (int bh = 0; bh < s->batch * H; bh++) {
-        const int b = bh / H, h = bh % H;
-        const float *head = src + (size_t)b * L * H * d + (size_t)h * d;
-        float *out = dst + (size_t)bh * d * tiles * tile;
-        for (int j0 = 0; j0 < L; j0 += tile) {
-            const int n = L - j0 < tile ? L - j0 : tile;
-            attn_transpose(head + (size_t)j0 * H * d, n, d, (ptrdiff_t)H * d, out + (size_t)j0 * d,
-                           tile);
-        }
+/* One head's rows [L x d] (row stride ld) into tile-transposed blocks (see above). */
+static void transpose_head(const float *head, int L, int d, ptrdiff_t ld, int tile, float *out) {
+    for (int j0 = 0; j0 < L; j0 += tile) {
+        const int n = L - j0 < tile ? L - j0 : tile;
+        attn_transpose(head + (size_t)j0 * ld, n, d, ld, out + (size_t)j0 * d, tile);
     }
 }
 
-/* dst [B][H][L][d] = src [B][L][H * d]: one head's rows made contiguous, so a product that
- * streams them (P V in the forward) reads d floats per row instead of d out of every H * d.
+/* The per-call re-layouts, all in one parallel loop over (batch, head) so that they cost one
+ * barrier (on a loaded machine a barrier can wait a whole scheduler slice):
+ *   kt: K tile-transposed (always); vt: V tile-transposed (NULL: not needed);
+ *   vg: V gathered per head, [B][H][L][d] (NULL: not needed), so P V streams contiguous
+ *       rows instead of d floats out of every H * d.
  * Called inside a parallel region; ends with a barrier. */
-static void gather_heads(const AttentionShape *s, const float *src, float *dst) {
+static void prepare_heads(const AttentionShape *s, int tile, const float *k, float *kt,
+                          const float *v, float *vt, float *vg) {
     const int H = s->heads, d = s->head_dim, L = s->kv_len;
+    const ptrdiff_t ld = (ptrdiff_t)H * d;
+    const size_t per_head = (size_t)d * (size_t)((L + tile - 1) / tile) * tile;
 #pragma omp for schedule(static)
     for (int bh = 0; bh < s->batch * H; bh++) {
-        const int b = bh / H, h = bh % H;
-        const float *head = src + (size_t)b * L * H * d + (size_t)h * d;
-        float *out = dst + (size_t)bh * L * d;
-        for (int j = 0; j < L; j++)
-            memcpy(out + (size_t)j * d, head + (size_t)j * H * d, (size_t)d * sizeof *out);
+        const size_t off = (size_t)(bh / H) * L * ld + (size_t)(bh % H) * d;
+        transpose_head(k + off, L, d, ld, tile, kt + (size_t)bh * per_head);
+        if (vt)
+            transpose_head(v + off, L, d, ld, tile, vt + (size_t)bh * per_head);
+        if (vg)
+            for (int j = 0; j < L; j++)
+                memcpy(vg + ((size_t)bh * L + j) * d, v + off + (size_t)j * ld,
+                       (size_t)d * sizeof *vg);
     }
 }
 
-/* The start of key tile j0's transposed block for (b, h) in transpose_heads' layout. */
+/* The start of key tile j0's transposed block for (b, h) in prepare_heads' layout. */
 static const float *tile_block(const AttentionShape *s, int tile, const float *all, int b, int h,
                                int j0) {
     const size_t tiles = (size_t)(s->kv_len + tile - 1) / tile;
@@ -157,8 +158,7 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
 
 #pragma omp parallel num_threads(threads)
     {
-        transpose_heads(s, Bk, k, kt_all);
-        gather_heads(s, v, v_all);
+        prepare_heads(s, Bk, k, kt_all, v, NULL, v_all);
         float *S = scratch + stride * (size_t)omp_get_thread_num();
         float *acc = S + (size_t)Bq * Bk;
         float *m = acc + (size_t)Bq * d;
@@ -294,9 +294,7 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
 
 #pragma omp parallel num_threads(threads)
     {
-        transpose_heads(s, Bk, k, kt_all);
-        if (vt_all)
-            transpose_heads(s, Bk, v, vt_all);
+        prepare_heads(s, Bk, k, kt_all, v, vt_all, NULL);
         float *P = scratch + stride * (size_t)omp_get_thread_num();
         float *dP = P + (size_t)Bq * Bk;
         float *dkj = dP + (size_t)Bq * Bk;
