@@ -223,8 +223,11 @@ def half(sd):
 
 def _fix_zip_record(f, suffix, new):
     """In the zip open as `f` (read/write, seekable), replaces the content of the stored member
-    whose name ends with `suffix` by `new` (same length) and updates its CRC-32 in the local
-    and central headers. Reads only the headers, so it works on files of any size."""
+    whose name ends with `suffix` by `new` (same length) and updates its CRC-32 where the
+    writer keeps it: torch (miniz, streaming) writes 0 in the local header and the real CRC in
+    a data descriptor after the data (general-purpose flag bit 3) and in the central directory,
+    so the result is byte for byte what torch.save would write with that content. Reads only
+    the headers, so it works on files of any size."""
     zf = zipfile.ZipFile(f)
     hits = [i for i in zf.infolist() if i.filename.endswith(suffix)]
     if len(hits) != 1 or hits[0].compress_type != zipfile.ZIP_STORED or hits[0].file_size != len(new):
@@ -235,11 +238,19 @@ def _fix_zip_record(f, suffix, new):
     local = f.read(30)
     if local[:4] != b"PK\x03\x04":
         raise ValueError(f"zip record {suffix}: no local header at {info.header_offset}")
+    flags, = struct.unpack_from("<H", local, 6)
     n, m = struct.unpack_from("<HH", local, 26)
-    f.seek(info.header_offset + 14)
-    f.write(crc)
-    f.seek(info.header_offset + 30 + n + m)
+    data_at = info.header_offset + 30 + n + m
+    f.seek(data_at)
     f.write(new)
+    if flags & 0x08:  # data descriptor: optional signature, then the CRC
+        f.seek(data_at + len(new))
+        sig = f.read(4)
+        f.seek(data_at + len(new) + (4 if sig == b"PK\x07\x08" else 0))
+        f.write(crc)
+    else:
+        f.seek(info.header_offset + 14)
+        f.write(crc)
     pos = zf.start_dir  # walk the central directory to this member's entry
     for _ in range(len(zf.infolist())):
         f.seek(pos)
