@@ -194,25 +194,21 @@ int attention_forward_tiled(NnContext *ctx, const AttentionShape *s, const Atten
                         continue;
                     }
                     float sum = attn_exp_sub_sum(row, nk, mx);
-                    float corr = expf(m[i] - mx);
-                    if (corr != 1.0f) {
-                        float *a = acc + (size_t)i * d;
-                        for (int c = 0; c < d; c++)
-                            a[c] *= corr;
+                    if (m[i] == -INFINITY) { /* first keys of this row: acc and l are zero */
+                        l[i] = sum;
+                    } else {
+                        float corr = expf(m[i] - mx);
+                        if (corr != 1.0f)
+                            attn_scale(acc + (size_t)i * d, acc + (size_t)i * d, d, corr);
+                        l[i] = l[i] * corr + sum;
                     }
-                    l[i] = l[i] * corr + sum;
                     m[i] = mx;
                 }
                 attn_gemm(nq, d, nk, 1.0f, S, Bk, 1, vb + (size_t)j0 * d, d, 1.0f, acc, d);
             }
             float *ob = out + ((size_t)b * Lq + i0) * ld + (size_t)h * d;
-            for (int i = 0; i < nq; i++) {
-                const float inv = 1.0f / l[i];
-                const float *a = acc + (size_t)i * d;
-                float *o = ob + (size_t)i * ld;
-                for (int c = 0; c < d; c++)
-                    o[c] = a[c] * inv;
-            }
+            for (int i = 0; i < nq; i++)
+                attn_scale(ob + (size_t)i * ld, acc + (size_t)i * d, d, 1.0f / l[i]);
             if (lse) {
                 float *lr = lse + ((size_t)b * H + h) * Lq + i0;
                 for (int i = 0; i < nq; i++)
@@ -345,12 +341,8 @@ int attention_backward_input_tiled(NnContext *ctx, const AttentionShape *s, cons
                         continue;
                     attn_gemm(nq, nk, d, 1.0f, dob, ld, 1, tile_block(s, Bk, vt_all, b, h, j0), Bk,
                               0.0f, dP, Bk);
-                    for (int i = 0; i < nq; i++) {
-                        float *pr = P + (size_t)i * Bk, *dpr = dP + (size_t)i * Bk;
-                        const float Di = D[i0 + i];
-                        for (int j = 0; j < nk; j++)
-                            dpr[j] = pr[j] * (dpr[j] - Di);
-                    }
+                    for (int i = 0; i < nq; i++)
+                        attn_softmax_grad(P + (size_t)i * Bk, dP + (size_t)i * Bk, nk, D[i0 + i]);
                     if (dq) /* dQ_i += scale dS K_j */
                         attn_gemm(nq, d, nk, scale, dP, Bk, 1, kb + (size_t)j0 * ld, ld, 1.0f,
                                   dq + row0, ld);

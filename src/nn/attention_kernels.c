@@ -208,6 +208,25 @@ AVX512 static float dot_avx512(const float *a, const float *b, int n) {
     return _mm512_reduce_add_ps(s);
 }
 
+AVX512 static void scale_avx512(float *dst, const float *src, int n, float f) {
+    const __m512 vf = _mm512_set1_ps(f);
+    for (int i = 0; i < n; i += 16) {
+        const int left = n - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + i), vf));
+    }
+}
+
+AVX512 static void softmax_grad_avx512(const float *p, float *dp, int n, float D) {
+    const __m512 vd = _mm512_set1_ps(D);
+    for (int i = 0; i < n; i += 16) {
+        const int left = n - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+        __m512 g = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dp + i), vd);
+        _mm512_mask_storeu_ps(dp + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + i), g));
+    }
+}
+
 #endif /* ATTN_HAVE_AVX512_CODE */
 
 /* ---- dispatch ------------------------------------------------------------------------- */
@@ -263,6 +282,28 @@ float attn_dot(const float *a, const float *b, int n) {
     for (int i = 0; i < n; i++)
         s += a[i] * b[i];
     return s;
+}
+
+void attn_scale(float *dst, const float *src, int n, float f) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512()) {
+        scale_avx512(dst, src, n, f);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        dst[i] = src[i] * f;
+}
+
+void attn_softmax_grad(const float *p, float *dp, int n, float D) {
+#if ATTN_HAVE_AVX512_CODE
+    if (use_avx512()) {
+        softmax_grad_avx512(p, dp, n, D);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        dp[i] = p[i] * (dp[i] - D);
 }
 
 void attn_transpose(const float *src, int rows, int cols, ptrdiff_t lds, float *dst,

@@ -19,6 +19,10 @@ float attn_exp_sub_sum(float *x, int n, float sub);
 /* x[i] = exp(x[i] - sub) (0 where x[i] is -inf). */
 void attn_exp_sub(float *x, int n, float sub);
 float attn_dot(const float *a, const float *b, int n);
+/* dst[i] = src[i] * f (dst == src allowed). */
+void attn_scale(float *dst, const float *src, int n, float f);
+/* dp[i] = p[i] * (dp[i] - D): the softmax backward, dS from P and dP. */
+void attn_softmax_grad(const float *p, float *dp, int n, float D);
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
 void attn_transpose(const float *src, int rows, int cols, ptrdiff_t lds, float *dst, ptrdiff_t ldd);
 
