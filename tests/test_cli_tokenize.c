@@ -233,6 +233,13 @@ static void check_plain_forms(const char *tmp) {
     CHECK(test_run(cmd, &text) == 1);
     CHECKF(text && strstr(text, "--encode needs --model"), "%s", text ? text : "");
     free(text);
+    /* the same embedding twice: its token exists the second time */
+    char emb[1024];
+    snprintf(emb, sizeof emb, "%s", test_fixture("text_encoder/sdtitok.safetensors"));
+    snprintf(cmd, sizeof cmd, "%s tokenize --embeddings %s %s cat", bin(), emb, emb);
+    CHECK(test_run(cmd, &text) == 1);
+    CHECKF(text && strstr(text, "rename the file"), "%s", text ? text : "");
+    free(text);
     snprintf(cmd, sizeof cmd, "%s tokenize --model %s --encode %s/x.safetensors --clip_skip 4 cat",
              bin(), model, tmp);
     CHECK(test_run(cmd, &text) == 1);

@@ -83,12 +83,16 @@ static int load_embeddings(const StringList *files, Tokenizer *tok, const ModelF
                 snprintf(name, sizeof name, "%s", e.name);
             else
                 snprintf(name, sizeof name, "%s%d", e.name, i);
-            int id;
+            int id = -1;
+            if (tokenizer_token_id(tok, name) >= 0) {
+                rc = error_set(err,
+                               "%s: its token '%s' (from the file name) is already known to the "
+                               "tokenizer; rename the file (kohya: \"please rename the file\")",
+                               path, name);
+                break;
+            }
             if (tokenizer_add_token(tok, name, &id, err) != 0) {
-                rc = error_prefix(err,
-                                  "%s: the token '%s' (from the file name) already exists; "
-                                  "please rename the file",
-                                  path, name);
+                rc = error_prefix(err, "%s: ", path);
                 break;
             }
             if (i == 0)
