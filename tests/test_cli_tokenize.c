@@ -193,7 +193,8 @@ static void check_plain_forms(const char *tmp) {
     char cmd[4096];
     char *text = NULL;
     /* unpadded ids: BOS ... EOS only, and the same as the start of the padded row */
-    const char *model = test_fixture("models/sd1-tiny/diffusers");
+    char model[1024];
+    snprintf(model, sizeof model, "%s", test_fixture("models/sd1-tiny/diffusers"));
     snprintf(cmd, sizeof cmd, "%s tokenize --model %s 'a photo of a cat'", bin(), model);
     CHECK(test_run(cmd, &text) == 0);
     long plain[80], padded[80];
