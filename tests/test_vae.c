@@ -7,6 +7,7 @@
  * the workspace contract (a caller's buffer of exactly the stated size) and the errors for a
  * missing or mis-shaped weight. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,48 @@ static void check_bind_errors(void) {
     model_files_close(&mf);
 }
 
+/* A 4-level random VAE at square, non-square and odd sizes: every step's buffer must fit the
+ * planned workspace (the passes check each write against it and fail otherwise). */
+static void check_workspace_plan(NnContext *ctx) {
+    VaeConfig cfg = {.in_channels = 3,
+                     .out_channels = 3,
+                     .latent_channels = 4,
+                     .num_levels = 4,
+                     .block_out_channels = {8, 16, 24, 24},
+                     .layers_per_block = 2,
+                     .norm_num_groups = 4,
+                     .norm_eps = 1e-6f,
+                     .scaling_factor = 0.18215f};
+    Vae vae;
+    Error err = {{0}};
+    if (vae_init_random(&vae, &cfg, VAE_BOTH, DTYPE_F32, 5, &err) != 0) {
+        CHECKF(0, "random VAE: %s", err.message);
+        return;
+    }
+    const int sizes[][2] = {{32, 32}, {24, 40}, {33, 17}};
+    for (int i = 0; i < 3; i++) {
+        int h = sizes[i][0], w = sizes[i][1], lh, lw;
+        vae_latent_size(&cfg, h, w, &lh, &lw);
+        size_t ni = (size_t)2 * 3 * h * w, nl = (size_t)2 * 4 * lh * lw;
+        size_t no = (size_t)2 * 3 * lh * 8 * lw * 8;
+        float *img = malloc(ni * sizeof *img), *mean = malloc(nl * sizeof *mean);
+        float *logvar = malloc(nl * sizeof *logvar), *out = malloc(no * sizeof *out);
+        for (size_t j = 0; j < ni; j++)
+            img[j] = (float)((j * 2654435761u) % 2001) / 1000.0f - 1.0f;
+        CHECK_OK(vae_encode(ctx, &vae, 2, h, w, img, mean, logvar, NULL, &err), &err);
+        CHECK_OK(vae_decode(ctx, &vae, 2, lh, lw, mean, out, NULL, &err), &err);
+        bool finite = true;
+        for (size_t j = 0; j < no; j++)
+            finite = finite && isfinite(out[j]);
+        CHECKF(finite, "%dx%d: decoded values not finite", h, w);
+        free(img);
+        free(mean);
+        free(logvar);
+        free(out);
+    }
+    vae_free(&vae);
+}
+
 int main(void) {
     NnContext *ctx = NULL;
     Error err = {{0}};
@@ -189,6 +232,7 @@ int main(void) {
     if (ctx) {
         for (int m = 0; m < 2; m++)
             check_model(ctx, MODELS[m]);
+        check_workspace_plan(ctx);
         nn_context_free(ctx);
     }
     check_bind_errors();

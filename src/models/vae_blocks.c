@@ -16,20 +16,51 @@ static size_t max_sz(size_t a, size_t b) {
 }
 
 size_t vae_plan_total(const VaePlan *p) {
-    return 2 * p->act + p->scratch + p->wscratch + p->stats;
+    return p->act[0] + p->act[1] + p->scratch + p->wscratch + p->stats;
 }
 
 void vae_work_carve(const VaePlan *p, float *mem, VaeWork *w) {
     w->act[0] = mem;
-    w->act[1] = mem + p->act;
-    w->scratch = w->act[1] + p->act;
+    w->act[1] = mem + p->act[0];
+    w->scratch = w->act[1] + p->act[1];
     w->wscratch = w->scratch + p->scratch;
     w->stats = w->wscratch + p->wscratch;
+    w->size[0] = p->act[0];
+    w->size[1] = p->act[1];
+    w->size[2] = p->scratch;
+    w->size[3] = p->wscratch;
+    w->size[4] = p->stats;
+}
+
+int vae_work_check(const VaeWork *w, const float *p, size_t floats, const char *what, Error *err) {
+    const float *base[5] = {w->act[0], w->act[1], w->scratch, w->wscratch, w->stats};
+    for (int i = 0; i < 5; i++) {
+        if (p >= base[i] && p < base[i] + w->size[i]) {
+            size_t off = (size_t)(p - base[i]);
+            if (floats > w->size[i] - off)
+                return error_set(err,
+                                 "%s: needs %zu floats at offset %zu of a %zu-float "
+                                 "workspace region (workspace plan out of step: a bug)",
+                                 what, floats, off, w->size[i]);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+void vae_plan_write(VaePlan *p, size_t floats) {
+    p->cur = 1 - p->cur;
+    p->act[p->cur] = max_sz(p->act[p->cur], floats);
+}
+
+void vae_plan_step(VaePlan *p, size_t in_floats, size_t out_floats) {
+    p->act[p->cur] = max_sz(p->act[p->cur], in_floats);
+    vae_plan_write(p, out_floats);
 }
 
 void vae_plan_resnet(VaePlan *p, const ResnetBlock *rb, int h, int w) {
     size_t px = (size_t)h * w;
-    p->act = max_sz(p->act, px * (size_t)(rb->in_ch > rb->out_ch ? rb->in_ch : rb->out_ch));
+    vae_plan_step(p, px * (size_t)rb->in_ch, px * (size_t)rb->out_ch);
     p->scratch = max_sz(p->scratch, resnet_block_forward_scratch_floats(rb, 1, h, w));
     p->wscratch = max_sz(p->wscratch, resnet_block_weight_floats(rb));
 }
@@ -41,17 +72,23 @@ static size_t attention_scratch_floats(int ch, size_t n) {
 }
 
 void vae_plan_mid(VaePlan *p, const VaeMidBlock *mid, int h, int w) {
-    vae_plan_resnet(p, &mid->resnet0, h, w);
-    vae_plan_resnet(p, &mid->resnet1, h, w);
     int ch = mid->attn.channels;
-    p->scratch = max_sz(p->scratch, attention_scratch_floats(ch, (size_t)h * w));
+    size_t n = (size_t)h * w;
+    vae_plan_resnet(p, &mid->resnet0, h, w);
+    vae_plan_step(p, n * ch, n * ch);
+    p->scratch = max_sz(p->scratch, attention_scratch_floats(ch, n));
     p->wscratch = max_sz(p->wscratch, (size_t)ch * ch + 2 * (size_t)ch);
     p->stats = max_sz(p->stats, 2 * (size_t)mid->attn.groups);
+    vae_plan_resnet(p, &mid->resnet1, h, w);
 }
 
+/* out_h == 0: the output goes to the caller's memory, not a buffer. */
 void vae_plan_conv(VaePlan *p, const VaeConv *c, int in_h, int in_w, int out_h, int out_w) {
-    p->act = max_sz(p->act, (size_t)c->in_ch * in_h * in_w);
-    p->act = max_sz(p->act, (size_t)c->out_ch * out_h * out_w);
+    size_t in = (size_t)c->in_ch * in_h * in_w, out = (size_t)c->out_ch * out_h * out_w;
+    if (out_h > 0)
+        vae_plan_step(p, in, out);
+    else
+        p->act[p->cur] = max_sz(p->act[p->cur], in);
     p->wscratch = max_sz(p->wscratch, c->w.numel + c->b.numel);
 }
 
@@ -64,6 +101,10 @@ int vae_conv_forward(NnContext *ctx, const VaeConv *c, int stride, int h, int w,
         s.pad_top = s.pad_left = 0;
         s.pad_bottom = s.pad_right = 1;
     }
+    size_t out = (size_t)c->out_ch * conv2d_out_h(&s) * conv2d_out_w(&s);
+    if (vae_work_check(work, y, out, "conv output", err) != 0 ||
+        vae_work_check(work, work->wscratch, c->w.numel + c->b.numel, "conv weights", err) != 0)
+        return -1;
     const float *wf = weight_ref_f32(&c->w, work->wscratch);
     const float *bf = weight_ref_f32(&c->b, work->wscratch + c->w.numel);
     return conv2d_forward(ctx, &s, x, wf, bf, y, err);
@@ -106,6 +147,12 @@ size_t vae_upsample_conv_weight_floats(const VaeConv *c) {
 int vae_upsample_conv_forward(NnContext *ctx, const VaeConv *c, int h, int w, const float *x,
                               float *y, const VaeWork *work, Error *err) {
     int co = c->out_ch, ci = c->in_ch;
+    if (vae_work_check(work, y, (size_t)co * 4 * h * w, "upsample output", err) != 0 ||
+        vae_work_check(work, work->scratch, vae_upsample_conv_scratch_floats(c, h, w),
+                       "upsample phases", err) != 0 ||
+        vae_work_check(work, work->wscratch, vae_upsample_conv_weight_floats(c), "upsample weights",
+                       err) != 0)
+        return -1;
     const float *w3 = weight_ref_f32(&c->w, work->wscratch);
     float *w2 = work->wscratch + c->w.numel, *b4 = w2 + 16 * (size_t)co * ci;
     phase_weights(co, ci, w3, w2);
@@ -132,20 +179,32 @@ int vae_upsample_conv_forward(NnContext *ctx, const VaeConv *c, int h, int w, co
     return 0;
 }
 
-void vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
-                   const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
-                   const VaeWork *work) {
+int vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
+                  const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
+                  const VaeWork *work, Error *err) {
     size_t n = (size_t)ch * h * w;
+    if (vae_work_check(work, y, n, "norm output", err) != 0 ||
+        vae_work_check(work, work->stats, 2 * (size_t)cfg->norm_num_groups, "norm stats", err) != 0)
+        return -1;
     group_norm_forward(ctx, 1, ch, h * w, cfg->norm_num_groups, cfg->norm_eps, x,
                        weight_ref_f32(gamma, work->wscratch),
                        weight_ref_f32(beta, work->wscratch + ch), y, work->stats);
     silu_forward(n, y, y);
+    return 0;
 }
 
 int vae_resnet_forward(NnContext *ctx, const ResnetBlock *rb, int h, int w, VaeWork *work, int *cur,
                        Error *err) {
     const float *x = work->act[*cur];
     float *y = work->act[1 - *cur];
+    size_t px = (size_t)h * w;
+    if (vae_work_check(work, x, px * rb->in_ch, "resnet input", err) != 0 ||
+        vae_work_check(work, y, px * rb->out_ch, "resnet output", err) != 0 ||
+        vae_work_check(work, work->scratch, resnet_block_forward_scratch_floats(rb, 1, h, w),
+                       "resnet scratch", err) != 0 ||
+        vae_work_check(work, work->wscratch, resnet_block_weight_floats(rb), "resnet weights",
+                       err) != 0)
+        return -1;
     if (resnet_block_forward(ctx, rb, 1, h, w, x, NULL, y, NULL, work->scratch, work->wscratch,
                              err) != 0)
         return -1;
@@ -177,6 +236,12 @@ static int attention_forward_sample(NnContext *ctx, const VaeAttention *a, int h
     size_t cn = (size_t)ch * n;
     float *normed = work->scratch, *xt = normed + cn, *q = xt + cn, *k = q + cn, *v = k + cn;
     float *lse = v + cn;
+    if (vae_work_check(work, y, cn, "attention output", err) != 0 ||
+        vae_work_check(work, work->scratch, attention_scratch_floats(ch, (size_t)n),
+                       "attention scratch", err) != 0 ||
+        vae_work_check(work, work->wscratch, (size_t)ch * ch + ch, "attention weights", err) != 0 ||
+        vae_work_check(work, work->stats, 2 * (size_t)a->groups, "attention stats", err) != 0)
+        return -1;
     group_norm_forward(ctx, 1, ch, n, a->groups, a->eps, x,
                        weight_ref_f32(&a->norm_w, work->wscratch),
                        weight_ref_f32(&a->norm_b, work->wscratch + ch), normed, work->stats);

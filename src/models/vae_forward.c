@@ -20,7 +20,12 @@ static void encode_plan(const Vae *vae, int h, int w, VaePlan *p) {
     const VaeConfig *cfg = &vae->cfg;
     memset(p, 0, sizeof *p);
     plan_common(p, cfg);
-    vae_plan_conv(p, &e->conv_in, h, w, h, w);
+    /* conv_in reads the caller's image and writes act[0] */
+    p->cur = 1;
+    vae_plan_write(p, (size_t)e->conv_in.out_ch * h * w);
+    p->wscratch = p->wscratch > e->conv_in.w.numel + e->conv_in.b.numel
+                      ? p->wscratch
+                      : e->conv_in.w.numel + e->conv_in.b.numel;
     for (int i = 0; i < cfg->num_levels; i++) {
         for (int j = 0; j < cfg->layers_per_block; j++)
             vae_plan_resnet(p, &e->resnets[i][j], h, w);
@@ -32,6 +37,8 @@ static void encode_plan(const Vae *vae, int h, int w, VaePlan *p) {
         }
     }
     vae_plan_mid(p, &e->mid, h, w);
+    size_t top = (size_t)cfg->block_out_channels[cfg->num_levels - 1] * h * w;
+    vae_plan_step(p, top, top); /* GroupNorm + SiLU */
     vae_plan_conv(p, &e->conv_out, h, w, h, w);
     vae_plan_conv(p, &e->quant_conv, h, w, h, w);
 }
@@ -41,7 +48,9 @@ static void decode_plan(const Vae *vae, int h, int w, VaePlan *p) {
     const VaeConfig *cfg = &vae->cfg;
     memset(p, 0, sizeof *p);
     plan_common(p, cfg);
-    vae_plan_conv(p, &d->post_quant_conv, h, w, h, w);
+    /* post_quant_conv reads the caller's latents and writes act[0] */
+    p->cur = 1;
+    vae_plan_write(p, (size_t)d->post_quant_conv.out_ch * h * w);
     vae_plan_conv(p, &d->conv_in, h, w, h, w);
     vae_plan_mid(p, &d->mid, h, w);
     for (int j = 0; j < cfg->num_levels; j++) {
@@ -58,6 +67,8 @@ static void decode_plan(const Vae *vae, int h, int w, VaePlan *p) {
             w *= 2;
         }
     }
+    size_t bottom = (size_t)cfg->block_out_channels[0] * h * w;
+    vae_plan_step(p, bottom, bottom); /* GroupNorm + SiLU */
     /* conv_out writes the caller's image directly; only its input is an activation */
     vae_plan_conv(p, &d->conv_out, h, w, 0, 0);
 }
@@ -114,8 +125,9 @@ static int encode_sample(NnContext *ctx, const Vae *vae, int h, int w, const flo
     if (vae_mid_block_forward(ctx, &e->mid, h, w, work, &cur, err) != 0)
         return error_prefix(err, "encoder.");
     int top = cfg->block_out_channels[cfg->num_levels - 1];
-    vae_norm_silu(ctx, cfg, &e->norm_out_w, &e->norm_out_b, top, h, w, work->act[cur],
-                  work->act[1 - cur], work);
+    if (vae_norm_silu(ctx, cfg, &e->norm_out_w, &e->norm_out_b, top, h, w, work->act[cur],
+                      work->act[1 - cur], work, err) != 0)
+        return error_prefix(err, "encoder.conv_norm_out: ");
     cur = 1 - cur;
     if (vae_conv_forward(ctx, &e->conv_out, 1, h, w, work->act[cur], work->act[1 - cur], work,
                          err) != 0)
@@ -196,8 +208,9 @@ static int decode_sample(NnContext *ctx, const Vae *vae, int h, int w, const flo
             w *= 2;
         }
     }
-    vae_norm_silu(ctx, cfg, &d->norm_out_w, &d->norm_out_b, cfg->block_out_channels[0], h, w,
-                  work->act[cur], work->act[1 - cur], work);
+    if (vae_norm_silu(ctx, cfg, &d->norm_out_w, &d->norm_out_b, cfg->block_out_channels[0], h, w,
+                      work->act[cur], work->act[1 - cur], work, err) != 0)
+        return error_prefix(err, "decoder.conv_norm_out: ");
     cur = 1 - cur;
     if (vae_conv_forward(ctx, &d->conv_out, 1, h, w, work->act[cur], image, work, err) != 0)
         return error_prefix(err, "decoder.conv_out: ");

@@ -13,19 +13,31 @@ typedef struct VaeWork {
     float *scratch;
     float *wscratch;
     float *stats;
+    size_t size[5]; /* floats in act[0], act[1], scratch, wscratch, stats */
 } VaeWork;
 
-/* Sizes, in floats, of the parts above for one pass. */
+/* Sizes, in floats, of the parts above for one pass. The plan walks the pass step by step
+ * and follows which activation buffer each step reads and writes (cur), so each buffer is
+ * sized by the activations that actually land in it: at SD1.5's 512x512 decode the widest
+ * activation (256 channels at full size) only ever lands in one of them. */
 typedef struct VaePlan {
-    size_t act, scratch, wscratch, stats;
+    size_t act[2], scratch, wscratch, stats;
+    int cur; /* the buffer holding the current activation */
 } VaePlan;
 
 size_t vae_plan_total(const VaePlan *p);
 void vae_work_carve(const VaePlan *p, float *mem, VaeWork *w);
-/* Notes what a resnet at h x w, the mid block, a conv needs. */
+/* A step writing `floats` into the other buffer (its input is the caller's, not a buffer). */
+void vae_plan_write(VaePlan *p, size_t floats);
+/* A step reading act[cur] and writing the other buffer, as the passes run them. */
+void vae_plan_step(VaePlan *p, size_t in_floats, size_t out_floats);
 void vae_plan_resnet(VaePlan *p, const ResnetBlock *rb, int h, int w);
 void vae_plan_mid(VaePlan *p, const VaeMidBlock *mid, int h, int w);
 void vae_plan_conv(VaePlan *p, const VaeConv *c, int in_h, int in_w, int out_h, int out_w);
+
+/* Fails when [p, p + floats) overruns the workspace region p starts in (a planning bug, so
+ * it is caught before memory is corrupted); memory outside the workspace is not checked. */
+int vae_work_check(const VaeWork *w, const float *p, size_t floats, const char *what, Error *err);
 
 /* Convolution with the weights widened into work->wscratch. stride 1: "same" padding
  * kernel / 2; stride 2: the encoder downsample's (0, 1, 0, 1) padding. One sample. */
@@ -39,9 +51,9 @@ int vae_upsample_conv_forward(NnContext *ctx, const VaeConv *c, int h, int w, co
 size_t vae_upsample_conv_scratch_floats(const VaeConv *c, int h, int w);
 size_t vae_upsample_conv_weight_floats(const VaeConv *c);
 /* y = silu(group_norm(x)), one sample. */
-void vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
-                   const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
-                   const VaeWork *work);
+int vae_norm_silu(NnContext *ctx, const VaeConfig *cfg, const WeightRef *gamma,
+                  const WeightRef *beta, int ch, int h, int w, const float *x, float *y,
+                  const VaeWork *work, Error *err);
 /* The mid block on one sample: x in act[*cur]; the result lands in act[*cur] after the call
  * (cur flips as the buffers ping-pong). */
 int vae_mid_block_forward(NnContext *ctx, const VaeMidBlock *mid, int h, int w, VaeWork *work,
