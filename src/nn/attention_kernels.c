@@ -121,9 +121,9 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
             GEMM_BLOCK(1, V);                                                                      \
     }
 
-AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
-                               ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
-                               ptrdiff_t ldc) {
+AVX512 static void gemm_avx512_panel(int m, int n, int k, float alpha, const float *a,
+                                     ptrdiff_t a_row, ptrdiff_t a_col, const float *b,
+                                     ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc) {
     /* Column blocks outside, so one B slice (k x 16 V) stays in L1 across the row blocks.
      * n <= 80 (every head_dim up to 80) is one block of up to 5 vectors, the last masked, so
      * A is broadcast once; wider products go in blocks of 64 columns (6 x 4 accumulators:
@@ -152,6 +152,20 @@ AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a,
             break;
         }
         j += cols;
+    }
+}
+
+/* k in slices of GEMM_KC, so the B slice a column block streams (GEMM_KC x 64 floats,
+ * 32 KiB) stays in L1 while the row blocks pass; later slices accumulate onto C. */
+#define GEMM_KC 128
+
+AVX512 static void gemm_avx512(int m, int n, int k, float alpha, const float *a, ptrdiff_t a_row,
+                               ptrdiff_t a_col, const float *b, ptrdiff_t ldb, float beta, float *c,
+                               ptrdiff_t ldc) {
+    for (int p = 0; p < k || p == 0; p += GEMM_KC) {
+        const int kc = k - p < GEMM_KC ? k - p : GEMM_KC;
+        gemm_avx512_panel(m, n, kc, alpha, a + p * a_col, a_row, a_col, b + p * ldb, ldb,
+                          p == 0 ? beta : 1.0f, c, ldc);
     }
 }
 
