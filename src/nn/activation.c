@@ -12,7 +12,8 @@
 
 #include <math.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* -DSDTI_NO_AVX512 builds only the portable path (to test it whole on an AVX-512 machine). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SDTI_NO_AVX512)
 #define ACT_HAVE_AVX512_CODE 1
 #include <immintrin.h>
 #define AVX512        __attribute__((target("avx512f")))
