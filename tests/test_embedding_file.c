@@ -685,6 +685,17 @@ static void test_cli(void) {
     free(d);
 }
 
+/* A safetensors file with more tensors than the error message lists (a regression: the list
+ * was indexed past its 8 shown names). The text-encoder fixture holds 13 tensors. */
+static void test_many_tensors_error(void) {
+    Embedding e;
+    Error err = {{0}};
+    int rc = embedding_load(test_fixture("text_encoder/sd2-tiny-225.safetensors"), &e, &err);
+    CHECK_FAILS_WITH(rc, &err, "holds 13 tensors");
+    if (rc == 0)
+        embedding_free(&e);
+}
+
 int main(void) {
     tmp_dir = test_tmp_dir("test_embedding_file");
     size_t size;
@@ -695,6 +706,7 @@ int main(void) {
     Error err = {{0}};
     CHECK(expected != NULL);
     CHECK_OK(safetensors_open(fixture("expected.safetensors"), &expected_values, &err), &err);
+    test_many_tensors_error();
     if (expected) {
         test_fixtures_read();
         test_writers_match_tools();

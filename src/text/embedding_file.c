@@ -143,10 +143,11 @@ static int sdxl_error(Error *err) {
                           "and uses SD1.x/SD2.x embeddings");
 }
 
-static int list_keys_error(const char *what, char **keys, size_t n, Error *err) {
+/* keys: the first `shown` of `total` names. */
+static int list_keys_error(const char *what, char **keys, size_t shown, size_t total, Error *err) {
     char list[256] = "";
     size_t used = 0;
-    for (size_t i = 0; i < n && used + 8 < sizeof list; i++) {
+    for (size_t i = 0; i < shown && used + 8 < sizeof list; i++) {
         int w = snprintf(list + used, sizeof list - used, "%s'%.60s'", i ? ", " : "", keys[i]);
         if (w < 0)
             break;
@@ -155,7 +156,7 @@ static int list_keys_error(const char *what, char **keys, size_t n, Error *err) 
     return error_set(err,
                      "%s %zu tensors (%s); an embedding file holds one (A1111: \"embedding "
                      "file has multiple terms in it\")",
-                     what, n, list);
+                     what, total, list);
 }
 
 static int load_safetensors(const char *path, const void *data, size_t size, Embedding *e,
@@ -179,7 +180,7 @@ static int load_safetensors(const char *path, const void *data, size_t size, Emb
         size_t n = set.count < 8 ? set.count : 8;
         for (size_t i = 0; i < n; i++)
             keys[i] = set.items[i].name;
-        list_keys_error("the file holds", keys, set.count, err);
+        list_keys_error("the file holds", keys, n, set.count, err);
         goto done;
     }
     const NamedTensor *t = &set.items[0];
@@ -260,7 +261,7 @@ static int load_torch_root(const PickleValue *root, const TensorSet *tensors, Em
             if (terms->count == 0)
                 error_set(err, "string_to_param is empty: no embedding in the file");
             else
-                list_keys_error("string_to_param holds", keys, terms->count, err);
+                list_keys_error("string_to_param holds", keys, n, terms->count, err);
             for (size_t i = 0; i < n; i++)
                 free(keys[i]);
             return -1;
@@ -306,7 +307,7 @@ static int load_torch_root(const PickleValue *root, const TensorSet *tensors, Em
         size_t n = root->count < 8 ? root->count : 8;
         for (size_t i = 0; i < n; i++)
             keys[i] = key_text(root->keys[i]);
-        list_keys_error("the file holds", keys, root->count, err);
+        list_keys_error("the file holds", keys, n, root->count, err);
         for (size_t i = 0; i < n; i++)
             free(keys[i]);
         return -1;
