@@ -1,13 +1,14 @@
 /* 2-D convolution forward and backward-data on oneDNN (see conv2d.h).
  *
- * The caller's tensors are NCHW / OIHW. The default (CONV2D_ALGO_ONEDNN_NCHW) runs oneDNN's
- * convolution on that memory as it is: oneDNN then uses its im2col + JIT sgemm kernel, with
- * no layout conversions and no extra copies. The alternative CONV2D_ALGO_ONEDNN_BLOCKED lets
- * oneDNN pick its preferred layouts (NHWC / nChw16c activations, blocked weights), at the
- * price of reordering x (or dy) and w into them and y (or dx) back on every call; measured
- * on the SD1.5 UNet and VAE shapes the reorders cost more than the faster kernels gain
- * (docs/kernels.md). Reordered copies and oneDNN's scratchpad live in buffers shared by all
- * cached primitives, so memory grows with the largest layer, not with the number of shapes.
+ * The caller's tensors are NCHW / OIHW. CONV2D_ALGO_ONEDNN_NCHW runs oneDNN's convolution on
+ * that memory as it is: oneDNN then uses its im2col + JIT sgemm kernel, with no layout
+ * conversions and no extra copies. CONV2D_ALGO_ONEDNN_BLOCKED lets oneDNN pick its preferred
+ * layouts (NHWC / nChw16c activations, blocked weights) for its faster direct kernels, at the
+ * price of reordering x (or dy) and w into them and y (or dx) back on every call. The
+ * default, CONV2D_ALGO_AUTO, takes the first for the UNet's sizes and the second for the
+ * VAE's large images, where the reorders are a small share (conv2d_resolve_algorithm;
+ * numbers in docs/kernels.md). Reordered copies and oneDNN's scratchpad live in buffers shared by
+ * all cached primitives, so memory grows with the largest layer, not with the number of shapes.
  *
  * Primitives are created once per (direction, shape, algorithm) and kept in the context's
  * ConvPrimitiveCache: creating one costs milliseconds, running a small one less. */
@@ -203,6 +204,19 @@ fail:
     return -1;
 }
 
+/* CONV2D_ALGO_AUTO's rule, from bench/bench_conv.py on SD1.5's UNet (64x64 latents) and VAE
+ * (512x512): up to 64x64 inputs oneDNN's NCHW kernel (im2col + sgemm, no reorders) was
+ * 0.70x / 0.78x of PyTorch's forward / backward-data time where the blocked kernels with
+ * their per-call reorders were 0.99x / 0.90x; at 512x512 the blocked kernels won (0.87x vs
+ * 1.15x), their reorders being a small share of a large convolution. 256x256 was mixed
+ * (blocked ahead in 5 of 8 shapes); 128x128 even. Hence blocked from 256x256 inputs up. */
+Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, const Conv2dShape *s) {
+    if (a != CONV2D_ALGO_AUTO)
+        return a;
+    return (long)s->in_h * s->in_w >= 256L * 256 ? CONV2D_ALGO_ONEDNN_BLOCKED
+                                                 : CONV2D_ALGO_ONEDNN_NCHW;
+}
+
 static dnnl_alg_kind_t algorithm_kind(Conv2dAlgorithm a) {
     return a == CONV2D_ALGO_ONEDNN_WINOGRAD ? dnnl_convolution_winograd : dnnl_convolution_direct;
 }
@@ -325,7 +339,7 @@ static ConvEntry *entry_find(NnContext *ctx, const Conv2dShape *s, int direction
     key.shape = *s;
     key.direction = direction;
     key.has_bias = has_bias;
-    key.algorithm = cache->algorithm;
+    key.algorithm = conv2d_resolve_algorithm(cache->algorithm, s);
     for (size_t i = 0; i < cache->count; i++)
         if (memcmp(&cache->entries[i].key, &key, sizeof key) == 0)
             return &cache->entries[i];
@@ -428,7 +442,7 @@ int conv2d_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const f
                    const float *bias, float *y, Error *err) {
     if (conv2d_check_shape(s, err))
         return -1;
-    if (conv2d_get_algorithm(ctx) == CONV2D_ALGO_IM2COL_SGEMM)
+    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), s) == CONV2D_ALGO_IM2COL_SGEMM)
         return conv2d_gemm_forward(ctx, s, x, w, bias, y, err);
     ConvEntry *e = entry_find(ctx, s, CONV_FORWARD, bias != NULL, err);
     if (!e)
@@ -440,7 +454,7 @@ int conv2d_backward_input(NnContext *ctx, const Conv2dShape *s, const float *dy,
                           float *dx, Error *err) {
     if (conv2d_check_shape(s, err))
         return -1;
-    if (conv2d_get_algorithm(ctx) == CONV2D_ALGO_IM2COL_SGEMM)
+    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), s) == CONV2D_ALGO_IM2COL_SGEMM)
         return conv2d_gemm_backward_input(ctx, s, dy, w, dx, err);
     ConvEntry *e = entry_find(ctx, s, CONV_BACKWARD_DATA, 0, err);
     if (!e)

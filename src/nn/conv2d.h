@@ -27,9 +27,10 @@ typedef enum Conv2dAlgorithm {
     CONV2D_ALGO_IM2COL_SGEMM,    /* im2col / col2im + OpenBLAS sgemm */
     CONV2D_ALGO_ONEDNN_BF16,     /* oneDNN direct, inputs and weights rounded to bf16, f32
                                     accumulation and output (--mixed_precision bf16) */
+    CONV2D_ALGO_AUTO,            /* per shape: NCHW below 256x256 inputs, blocked above */
     CONV2D_ALGO_COUNT
 } Conv2dAlgorithm;
-#define CONV2D_ALGO_DEFAULT CONV2D_ALGO_ONEDNN_NCHW
+#define CONV2D_ALGO_DEFAULT CONV2D_ALGO_AUTO
 
 int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err);
 Conv2dAlgorithm conv2d_get_algorithm(NnContext *ctx);

@@ -44,6 +44,8 @@ CONV_CASES = [
     # The VAE encoder's Downsample2D: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv, pad 0.
     ("k3_s2_vae_asym", 2, 16, 16, 12, 10, 3, 2, (0, 0, 1, 1), True),
     ("k3_s2_vae_asym_odd", 1, 8, 8, 9, 11, 3, 2, (0, 0, 1, 1), True),
+    # 256x256: large enough for CONV2D_ALGO_AUTO to pick oneDNN's blocked kernels.
+    ("k3_s2_vae_asym_256", 1, 1, 1, 256, 256, 3, 2, (0, 0, 1, 1), True),
 ]
 
 # name, batch, channels, h, w, groups, eps, affine, input offset (a large mean tests the
