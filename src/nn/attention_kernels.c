@@ -64,8 +64,8 @@ float attn_exp_sub_sum_portable(float *x, int n, float sub) {
 AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, const float *a,
                               ptrdiff_t a_row, ptrdiff_t a_col, const float *b, ptrdiff_t ldb,
                               float beta, float *c, ptrdiff_t ldc, __mmask16 mask_last) {
-    __m512 acc[6][5];
-#pragma GCC unroll 6
+    __m512 acc[8][5];
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 5
         for (int v = 0; v < V; v++)
@@ -77,7 +77,7 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
 #pragma GCC unroll 5
         for (int v = 0; v < V; v++)
             bv[v] = _mm512_maskz_loadu_ps(v == V - 1 ? mask_last : (__mmask16)0xFFFF, bp + 16 * v);
-#pragma GCC unroll 6
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(ap[r * a_row]);
 #pragma GCC unroll 5
@@ -86,7 +86,7 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         float *cr = c + r * ldc;
 #pragma GCC unroll 5
@@ -102,16 +102,20 @@ AVX512_INLINE void gemm_block(const int R, const int V, int k, float alpha, cons
 
 #define GEMM_BLOCK(R, V) gemm_block(R, V, k, alpha, ai, a_row, a_col, bj, ldb, beta, cij, ldc, mask)
 
-/* Rows in blocks of RB (6, or 4 when V = 5 so that R * V accumulators fit in registers). */
+/* Rows in blocks of RB (8, 6 or 4 as V grows, so that R * V accumulators fit in registers). */
 #define GEMM_ROWS(V, RB)                                                                           \
     for (int i = 0; i < m; i += RB) {                                                              \
         const int rows = m - i < RB ? m - i : RB;                                                  \
         const float *ai = a + i * a_row;                                                           \
         float *cij = c + i * ldc + j;                                                              \
-        if (RB == 6 && rows == 6)                                                                  \
-            GEMM_BLOCK(RB == 6 ? 6 : 1, V);                                                        \
-        else if (RB == 6 && rows == 5)                                                             \
-            GEMM_BLOCK(RB == 6 ? 5 : 1, V);                                                        \
+        if (RB >= 8 && rows == 8)                                                                  \
+            GEMM_BLOCK(RB >= 8 ? 8 : 1, V);                                                        \
+        else if (RB >= 7 && rows == 7)                                                             \
+            GEMM_BLOCK(RB >= 7 ? 7 : 1, V);                                                        \
+        else if (RB >= 6 && rows == 6)                                                             \
+            GEMM_BLOCK(RB >= 6 ? 6 : 1, V);                                                        \
+        else if (RB >= 5 && rows == 5)                                                             \
+            GEMM_BLOCK(RB >= 5 ? 5 : 1, V);                                                        \
         else if (rows == 4)                                                                        \
             GEMM_BLOCK(4, V);                                                                      \
         else if (rows == 3)                                                                        \
@@ -143,13 +147,13 @@ AVX512 static void gemm_avx512_panel(int m, int n, int k, float alpha, const flo
             GEMM_ROWS(4, 6)
             break;
         case 3:
-            GEMM_ROWS(3, 6)
+            GEMM_ROWS(3, 8)
             break;
         case 2:
-            GEMM_ROWS(2, 6)
+            GEMM_ROWS(2, 8)
             break;
         default:
-            GEMM_ROWS(1, 6)
+            GEMM_ROWS(1, 8)
             break;
         }
         j += cols;
