@@ -95,8 +95,11 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
             continue;
         Error err;
         CHECK_OK(conv2d_set_algorithm(ctx, (Conv2dAlgorithm)a, &err), &err);
-        /* Run twice: the second call reuses the cached primitive and the scratch buffers. */
-        for (int rep = 0; rep < 2; rep++) {
+        /* Three runs: the second reuses the cached primitive and the shared buffers, the
+         * third follows conv2d_release_buffers and must allocate them again. */
+        for (int rep = 0; rep < 3; rep++) {
+            if (rep == 2)
+                conv2d_release_buffers(ctx);
             memset(oy, 0xff, ny * sizeof *oy);
             memset(odx, 0xff, nx * sizeof *odx);
             CHECK_OK(conv2d_forward(ctx, &s, x, w, b, oy, &err), &err);

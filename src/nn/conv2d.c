@@ -112,6 +112,17 @@ void conv2d_cache_free(ConvPrimitiveCache *cache) {
     free(cache);
 }
 
+void conv2d_release_buffers(NnContext *ctx) {
+    ConvPrimitiveCache *cache = ctx->conv_cache;
+    if (!cache)
+        return;
+    for (int i = 0; i < SCRATCH_COUNT; i++) {
+        free(cache->scratch[i]);
+        cache->scratch[i] = NULL;
+        cache->scratch_capacity[i] = 0;
+    }
+}
+
 static ConvPrimitiveCache *cache_get(NnContext *ctx, Error *err) {
     if (!ctx->conv_cache) {
         ctx->conv_cache = calloc(1, sizeof *ctx->conv_cache);

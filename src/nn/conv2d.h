@@ -35,6 +35,12 @@ typedef enum Conv2dAlgorithm {
 int conv2d_set_algorithm(NnContext *ctx, Conv2dAlgorithm algorithm, Error *err);
 Conv2dAlgorithm conv2d_get_algorithm(NnContext *ctx);
 
+/* Frees the layout and scratchpad buffers that calls so far have grown (the blocked kernels
+ * of a 512x512 VAE layer leave ~0.5 GB); later calls allocate again as needed. Call it after
+ * the VAE when the UNet runs next (training with cached latents, generation), so the VAE's
+ * buffers do not stay resident. Cached primitives are kept. */
+void conv2d_release_buffers(NnContext *ctx);
+
 int conv2d_out_h(const Conv2dShape *s);
 int conv2d_out_w(const Conv2dShape *s);
 
