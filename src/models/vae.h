@@ -14,8 +14,8 @@
  * Memory: samples run one at a time (no VAE layer mixes samples), so the activation
  * workspace is sized for one sample whatever the batch: two activation buffers that the
  * layers ping-pong between and one scratch region (vae_*_workspace_floats give the size, in
- * floats, before anything runs). Weights stay in their storage precision (fp32, or fp16 /
- * bf16 with --mixed_precision) and are widened per layer. */
+ * floats, before anything runs; docs/vae.md has the figures). Weights stay in their storage
+ * precision (fp32, or fp16 / bf16 with --mixed_precision) and are widened per layer. */
 #ifndef SDTI_MODELS_VAE_H
 #define SDTI_MODELS_VAE_H
 
@@ -110,7 +110,8 @@ int vae_decode(NnContext *ctx, const Vae *vae, int batch, int lh, int lw, const 
                float *image, float *work, Error *err);
 
 /* latents = (mean + exp(logvar / 2) * noise) * scaling_factor: DiagonalGaussianDistribution's
- * sample with the given standard-normal noise, scaled for the UNet. n elements. */
+ * sample with the given standard-normal noise, scaled for the UNet (scaling_factor 1: the
+ * unscaled sample). n elements; latents may alias mean. */
 void vae_sample_latents(size_t n, const float *mean, const float *logvar, const float *noise,
                         float scaling_factor, float *latents);
 

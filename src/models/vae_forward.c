@@ -148,9 +148,7 @@ static int encode_sample(NnContext *ctx, const Vae *vae, int h, int w, const flo
     return 0;
 }
 
-static int check_size(const Vae *vae, int batch, int h, int w, int min, const char *what,
-                      Error *err) {
-    (void)vae;
+static int check_size(int batch, int h, int w, int min, const char *what, Error *err) {
     if (batch < 1 || h < min || w < min)
         return error_set(err, "%s: batch %d, size %dx%d (at least %dx%d needed)", what, batch, h, w,
                          min, min);
@@ -161,7 +159,7 @@ int vae_encode(NnContext *ctx, const Vae *vae, int batch, int h, int w, const fl
                float *mean, float *logvar, float *work_mem, Error *err) {
     if (!(vae->parts & VAE_ENCODER))
         return error_set(err, "VAE encode: the encoder was not loaded");
-    if (check_size(vae, batch, h, w, vae_downscale_factor(&vae->cfg), "VAE encode", err) != 0)
+    if (check_size(batch, h, w, vae_downscale_factor(&vae->cfg), "VAE encode", err) != 0)
         return -1;
     VaePlan plan;
     encode_plan(vae, h, w, &plan);
@@ -221,7 +219,7 @@ int vae_decode(NnContext *ctx, const Vae *vae, int batch, int lh, int lw, const 
                float *image, float *work_mem, Error *err) {
     if (!(vae->parts & VAE_DECODER))
         return error_set(err, "VAE decode: the decoder was not loaded");
-    if (check_size(vae, batch, lh, lw, 1, "VAE decode", err) != 0)
+    if (check_size(batch, lh, lw, 1, "VAE decode", err) != 0)
         return -1;
     VaePlan plan;
     decode_plan(vae, lh, lw, &plan);
