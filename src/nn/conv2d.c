@@ -5,10 +5,10 @@
  * conversions and no extra copies. CONV2D_ALGO_ONEDNN_BLOCKED lets oneDNN pick its preferred
  * layouts (NHWC / nChw16c activations, blocked weights) for its faster direct kernels, at the
  * price of reordering x (or dy) and w into them and y (or dx) back on every call. The
- * default, CONV2D_ALGO_AUTO, takes the first for the UNet's sizes and the second for the
- * VAE's large images, where the reorders are a small share (conv2d_resolve_algorithm;
- * numbers in docs/kernels.md). Reordered copies and oneDNN's scratchpad live in buffers shared by
- * all cached primitives, so memory grows with the largest layer, not with the number of shapes.
+ * default, CONV2D_ALGO_AUTO, picks per shape and direction whichever measured faster
+ * (conv2d_resolve_algorithm; numbers in docs/kernels.md). Reordered copies and oneDNN's scratchpad
+ * live in buffers shared by all cached primitives, so memory grows with the largest layer, not with
+ * the number of shapes.
  *
  * Primitives are created once per (direction, shape, algorithm) and kept in the context's
  * ConvPrimitiveCache: creating one costs milliseconds, running a small one less. */
@@ -215,17 +215,26 @@ fail:
     return -1;
 }
 
-/* CONV2D_ALGO_AUTO's rule, from bench/bench_conv.py on SD1.5's UNet (64x64 latents) and VAE
- * (512x512): up to 64x64 inputs oneDNN's NCHW kernel (im2col + sgemm, no reorders) was
- * 0.70x / 0.78x of PyTorch's forward / backward-data time where the blocked kernels with
- * their per-call reorders were 0.99x / 0.90x; at 512x512 the blocked kernels won (0.87x vs
- * 1.15x), their reorders being a small share of a large convolution. 256x256 was mixed
- * (blocked ahead in 5 of 8 shapes); 128x128 even. Hence blocked from 256x256 inputs up. */
-Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, const Conv2dShape *s) {
+/* CONV2D_ALGO_AUTO's rule, from bench/bench_conv.py on every convolution of SD1.5's UNet
+ * (64x64 latents) and VAE (512x512) against PyTorch (docs/kernels.md). oneDNN's NCHW kernel
+ * (im2col + sgemm, no reorders) won the 1x1 layers (where the reorders are 20-60 % of a
+ * blocked call), everything at 16x16 and 8x8 (where re-laying out the weights dominates),
+ * the layers with fewer than 16 input channels, and most backward-data layers. The blocked
+ * direct kernels won 3x3 forward layers from 32x32 up (5-15 % at the UNet's 32x32 / 64x64,
+ * 15-30 % at the VAE's 256x256 / 512x512) and any layer with fewer than 16 output channels
+ * (conv_out: 2.7x forward, 5.6x backward, the sgemm being 4 rows high). */
+Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, int backward, const Conv2dShape *s) {
     if (a != CONV2D_ALGO_AUTO)
         return a;
-    return (long)s->in_h * s->in_w >= 256L * 256 ? CONV2D_ALGO_ONEDNN_BLOCKED
-                                                 : CONV2D_ALGO_ONEDNN_NCHW;
+    long pixels = (long)s->in_h * s->in_w;
+    int spatial_kernel = s->kernel_h > 1 || s->kernel_w > 1;
+    if (spatial_kernel && s->out_ch < 16)
+        return CONV2D_ALGO_ONEDNN_BLOCKED;
+    if (backward || !spatial_kernel || s->in_ch < 16)
+        return CONV2D_ALGO_ONEDNN_NCHW;
+    if ((s->stride == 1 && pixels >= 32L * 32) || pixels >= 256L * 256)
+        return CONV2D_ALGO_ONEDNN_BLOCKED;
+    return CONV2D_ALGO_ONEDNN_NCHW;
 }
 
 static dnnl_alg_kind_t algorithm_kind(Conv2dAlgorithm a) {
@@ -350,7 +359,7 @@ static ConvEntry *entry_find(NnContext *ctx, const Conv2dShape *s, int direction
     key.shape = *s;
     key.direction = direction;
     key.has_bias = has_bias;
-    key.algorithm = conv2d_resolve_algorithm(cache->algorithm, s);
+    key.algorithm = conv2d_resolve_algorithm(cache->algorithm, direction, s);
     for (size_t i = 0; i < cache->count; i++)
         if (memcmp(&cache->entries[i].key, &key, sizeof key) == 0)
             return &cache->entries[i];
@@ -453,7 +462,7 @@ int conv2d_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const f
                    const float *bias, float *y, Error *err) {
     if (conv2d_check_shape(s, err))
         return -1;
-    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), s) == CONV2D_ALGO_IM2COL_SGEMM)
+    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), 0, s) == CONV2D_ALGO_IM2COL_SGEMM)
         return conv2d_gemm_forward(ctx, s, x, w, bias, y, err);
     ConvEntry *e = entry_find(ctx, s, CONV_FORWARD, bias != NULL, err);
     if (!e)
@@ -465,7 +474,7 @@ int conv2d_backward_input(NnContext *ctx, const Conv2dShape *s, const float *dy,
                           float *dx, Error *err) {
     if (conv2d_check_shape(s, err))
         return -1;
-    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), s) == CONV2D_ALGO_IM2COL_SGEMM)
+    if (conv2d_resolve_algorithm(conv2d_get_algorithm(ctx), 1, s) == CONV2D_ALGO_IM2COL_SGEMM)
         return conv2d_gemm_backward_input(ctx, s, dy, w, dx, err);
     ConvEntry *e = entry_find(ctx, s, CONV_BACKWARD_DATA, 0, err);
     if (!e)

@@ -27,7 +27,7 @@ typedef enum Conv2dAlgorithm {
     CONV2D_ALGO_IM2COL_SGEMM,    /* im2col / col2im + OpenBLAS sgemm */
     CONV2D_ALGO_ONEDNN_BF16,     /* oneDNN direct, inputs and weights rounded to bf16, f32
                                     accumulation and output (--mixed_precision bf16) */
-    CONV2D_ALGO_AUTO,            /* per shape: NCHW below 256x256 inputs, blocked above */
+    CONV2D_ALGO_AUTO,            /* per shape and direction, the faster of NCHW and blocked */
     CONV2D_ALGO_COUNT
 } Conv2dAlgorithm;
 #define CONV2D_ALGO_DEFAULT CONV2D_ALGO_AUTO

@@ -12,8 +12,9 @@ typedef struct Conv2dProfile {
 /* NULL disables. The context keeps the pointer; the caller keeps the struct alive. */
 int conv2d_profile_enable(NnContext *ctx, Conv2dProfile *profile, Error *err);
 
-/* The algorithm a call with this shape runs: `a` itself, or CONV2D_ALGO_AUTO's choice. */
-Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, const Conv2dShape *s);
+/* The algorithm a forward (backward 0) or backward-data (1) call with this shape runs: `a`
+ * itself, or CONV2D_ALGO_AUTO's choice. */
+Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, int backward, const Conv2dShape *s);
 
 int conv2d_check_shape(const Conv2dShape *s, Error *err);
 int conv2d_gemm_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const float *w,
