@@ -3,7 +3,11 @@
 # checkpointing on an SD1.5-shaped UNet with random weights: sdti vs diffusers (PyTorch CPU)
 # in the same run, same thread count, one process per pass so each peak RSS is that pass's
 # own. Prints seconds, peak RSS, the ratios sdti / PyTorch, achieved GFLOP/s of both against
-# the machine's sgemm peak (oneDNN sgemm 4096^3), and sdti's time per block kind.
+# the machine's sgemm peak (oneDNN sgemm 4096^3; FLOPs counted from the shapes, the same
+# count for both, checkpointing's re-runs not counted), and sdti's time per block kind and
+# per kernel kind inside the transformers. The machine must be otherwise idle: with other
+# processes on the cores, every thread-pool barrier waits for a time slice and the figures
+# (both sides') mean nothing.
 # Usage: bash bench/bench_unet.sh [build-dir] [threads] [latent] [passes...]
 #   latent: 64 (512x512 images, default) or 32 for a quick run; passes: fwd fwdbwd ckpt
 #   (default all three). SDTI_BENCH_PRECISION=fp16|bf16 sets sdti's weight storage (bf16c:
