@@ -12,6 +12,8 @@
  * summed (on a loaded machine it moves less than the wall time, which helps tuning). bwd times the
  * backward alone (its forward runs once before). Threads: SDTI_THREADS (default 2), one count for
  * OpenMP, OpenBLAS and oneDNN. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
 #include "nn/activation.h"
 #include "nn/attention.h"
 #include "nn/attention_internal.h"
