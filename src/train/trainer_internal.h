@@ -1,0 +1,109 @@
+/* Shared between trainer.c (setup and loop), trainer_step.c (one micro-batch) and
+ * trainer_save.c (saving, progress). */
+#ifndef SDTI_TRAIN_TRAINER_INTERNAL_H
+#define SDTI_TRAIN_TRAINER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/rng_torch.h"
+#include "cli/train_options.h"
+#include "models/clip_text.h"
+#include "models/model_files.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "nn/nn_context.h"
+#include "text/ti_tokens.h"
+#include "text/tokenizer.h"
+#include "train/captions.h"
+#include "train/dataset.h"
+#include "train/loss.h"
+#include "train/lr_scheduler.h"
+#include "train/noise_schedule.h"
+#include "train/optimizer.h"
+#include "train/py_random.h"
+
+/* The summed gradient of every token row the micro-batches since the last optimizer step
+ * used (kohya's embedding-matrix gradient, its zero rows left out). */
+typedef struct RowGradAcc {
+    int count, cap, width;
+    int32_t *ids;
+    float *rows; /* [count, width] */
+} RowGradAcc;
+
+/* Latents of one image, cached (kohya's cache_latents): the plain and, with flip_aug, the
+ * mirrored image's. */
+typedef struct CachedLatents {
+    float *latents, *flipped;
+} CachedLatents;
+
+typedef struct Trainer {
+    const TrainOptions *o;
+    const LrSchedulerSettings *lr; /* max_train_steps replaced by the run's */
+    NnContext *ctx;
+    ModelFiles mf;
+    bool mf_open;
+    Tokenizer *tok;
+    TiTokens ti;
+    bool ti_made;
+    DType storage; /* --mixed_precision weight storage */
+    ClipText clip;
+    bool clip_bound;
+    Unet *unet;
+    Vae vae;
+    bool vae_loaded;
+    DatasetGroupConfig group;
+    Dataset *datasets;
+    size_t dataset_count;
+    CachedLatents **cache; /* [dataset][image] or NULL without caching */
+    CaptionTiReplacements repl;
+    bool repl_made;
+    int chunks; /* --max_token_length: 77-token rows per caption */
+    int width;  /* text encoder width */
+    int n_vec;
+    float *rows; /* [n_vec, width]: the trained rows */
+    NoiseSchedule schedule;
+    TorchGenerator g; /* torch's global generator */
+    PyRandom py;      /* Python's global `random` */
+    Optimizer opt;
+    bool opt_made;
+    LrScheduler sched;
+    RowGradAcc acc;
+    /* per-shape state, remade when the batch shape changes */
+    ClipTextRun run;
+    bool run_made;
+    UnetArena *arena;
+    int64_t max_train_steps;
+    int64_t global_step;
+    int epoch; /* 0-based */
+    int epochs;
+    const char *output_name;
+    char last_saved[4096];
+} Trainer;
+
+/* trainer_step.c */
+void row_grad_acc_free(RowGradAcc *a);
+int row_grad_acc_add(RowGradAcc *a, const ClipRowGrads *g, Error *err);
+/* Caches every image's latents (memory, and kohya's .npz with --cache_latents_to_disk). */
+int trainer_cache_latents(Trainer *t, Error *err);
+/* One micro-batch: forward, loss, backward into t->acc. *loss gets the batch loss. */
+int trainer_micro_step(Trainer *t, size_t dataset, size_t batch, float grad_scale, float *loss,
+                       Error *err);
+
+/* trainer_save.c */
+/* Writes the current rows as <output_dir>/<name><ext> (the writers are atomic). */
+int trainer_save(Trainer *t, const char *name, Error *err);
+/* kohya's names: "<output_name>-<epoch:06d>", "<output_name>-step<step:08d>". */
+int trainer_save_epoch(Trainer *t, int epoch_number, Error *err);
+int trainer_save_step(Trainer *t, Error *err);
+
+typedef struct Progress {
+    double start, last_print;
+    double loss_sum;
+    int64_t loss_count;
+    bool tty;
+} Progress;
+void progress_init(Progress *p);
+void progress_update(Progress *p, const Trainer *t, float loss, bool final);
+
+#endif
