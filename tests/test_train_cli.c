@@ -7,6 +7,7 @@
  * kohya puts them, the model file unchanged byte for byte; and the refusals: an option the
  * loop does not run, an unknown option, captions without the token string, a run whose rows
  * become Inf (no embedding written). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

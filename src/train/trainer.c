@@ -1,4 +1,5 @@
 /* kohya's textual-inversion run: setup, the epoch/step loop, saving. See trainer.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "train/trainer.h"
 
 #include <math.h>

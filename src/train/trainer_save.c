@@ -1,5 +1,6 @@
 /* Saving the trained rows as kohya does (TextualInversionTrainer.save_weights, train_util's
  * file names) and the progress line. See trainer.h. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, fileno, mkdir */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
