@@ -23,18 +23,6 @@ static const char *bin(void) {
     return b ? b : "./sdti";
 }
 
-static double rel_err(const float *got, const float *ref, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (!(d <= num))
-            num = isnan(d) ? INFINITY : d;
-        if (fabs((double)ref[i]) > den)
-            den = fabs((double)ref[i]);
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* 'text' for the shell. */
 static void quote(const char *s, char *out, size_t size) {
     size_t k = 0;
@@ -112,7 +100,7 @@ static void compare_hidden(const char *path, const TensorSet *fx, int k, int p, 
                (long long)tensor_numel(h), n);
         if ((size_t)tensor_numel(h) == n) {
             const float *ref = (const float *)r->data + (p >= 0 ? (size_t)p * per : 0);
-            double e = rel_err(h->data, ref, n);
+            double e = test_max_rel_err(h->data, ref, n);
             CHECKF(e < TOL, "%s clip_skip %d: hidden states error %.3g", label, k, e);
         }
     }

@@ -26,18 +26,6 @@
 
 static double tol = TOL;
 
-static double rel_err(const float *got, const float *ref, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (d > num || d != d)
-            num = d;
-        if (fabs((double)ref[i]) > den)
-            den = fabs((double)ref[i]);
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* A fixture tensor as float32 / int32 (malloc'd), with its element count. */
 static float *get_f32(const TensorSet *set, const char *name, size_t *n) {
     const NamedTensor *t = tensor_set_find(set, name);
@@ -97,7 +85,7 @@ static void check_case(NnContext *ctx, const ClipText *m, const char *fixture, c
         snprintf(name, sizeof name, "hidden_skip%d", kref);
         float *ref = get_f32(&fx, name, &n);
         if (ref && n == out_n) {
-            double e = rel_err(hidden, ref, n);
+            double e = test_max_rel_err(hidden, ref, n);
             worst_hidden = e > worst_hidden ? e : worst_hidden;
             CHECKF(e < tol, "%s clip_skip %d: hidden states error %.3g", label, k, e);
         }
@@ -111,7 +99,7 @@ static void check_case(NnContext *ctx, const ClipText *m, const char *fixture, c
         ref = get_f32(&fx, name, &n);
         if (ref && (size_t)g.count == n_gids && n == n_gids * (size_t)width) {
             CHECKF(memcmp(g.ids, gids, n_gids * sizeof *gids) == 0, "%s: used ids differ", label);
-            double e = rel_err(g.rows, ref, n);
+            double e = test_max_rel_err(g.rows, ref, n);
             worst_grad = e > worst_grad ? e : worst_grad;
             CHECKF(e < tol, "%s clip_skip %d: row gradient error %.3g", label, k, e);
             /* the TI rows on their own, so a small error there is not hidden by larger rows */
@@ -122,7 +110,8 @@ static void check_case(NnContext *ctx, const ClipText *m, const char *fixture, c
                     at++;
                 if (at < n_gids) {
                     CHECK(row != NULL);
-                    double er = row ? rel_err(row, ref + at * (size_t)width, (size_t)width) : 1;
+                    double er =
+                        row ? test_max_rel_err(row, ref + at * (size_t)width, (size_t)width) : 1;
                     CHECKF(er < tol, "%s clip_skip %d: TI row %d gradient error %.3g", label, k, id,
                            er);
                 }

@@ -28,16 +28,6 @@ static const float *fixture(const char *name, size_t numel) {
     return ok ? t->data : NULL;
 }
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double dmax = 0, rmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        dmax = d > dmax || isnan(d) ? d : dmax;
-        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-    }
-    return rmax > 0 ? dmax / rmax : dmax;
-}
-
 static float next_uniform(unsigned long long *state) {
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (float)((*state >> 40) * (1.0 / 8388608.0) - 1.0);
@@ -73,26 +63,26 @@ static void test_elementwise(const Elementwise *f) {
     float y[N_X], dx[N_X], buf[N_X];
     f->forward(N_X, x, y);
     snprintf(what, sizeof what, "%s forward", f->name);
-    check_err(what, rel_err(y, y_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(y, y_ref, N_X), 1e-5);
     f->backward(N_X, x, dy, dx);
     snprintf(what, sizeof what, "%s backward_input", f->name);
-    check_err(what, rel_err(dx, dx_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(dx, dx_ref, N_X), 1e-5);
     /* The portable implementation (the AVX-512 one runs above on machines that have it). */
     activation_forward_portable(f->kind, N_X, x, y);
     snprintf(what, sizeof what, "%s forward (portable)", f->name);
-    check_err(what, rel_err(y, y_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(y, y_ref, N_X), 1e-5);
     activation_backward_portable(f->kind, N_X, x, dy, dx);
     snprintf(what, sizeof what, "%s backward_input (portable)", f->name);
-    check_err(what, rel_err(dx, dx_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(dx, dx_ref, N_X), 1e-5);
     /* In place: y == x, dx == dy. */
     memcpy(buf, x, sizeof buf);
     f->forward(N_X, buf, buf);
     snprintf(what, sizeof what, "%s forward in place", f->name);
-    check_err(what, rel_err(buf, y_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(buf, y_ref, N_X), 1e-5);
     memcpy(buf, dy, sizeof buf);
     f->backward(N_X, x, buf, buf);
     snprintf(what, sizeof what, "%s backward_input in place", f->name);
-    check_err(what, rel_err(buf, dx_ref, N_X), 1e-5);
+    check_err(what, test_max_rel_err(buf, dx_ref, N_X), 1e-5);
 }
 
 /* Large arrays take the multi-threaded path: the same values as element-wise calls. */
@@ -143,7 +133,7 @@ static void test_elementwise_fd(const Elementwise *f) {
     (void)y;
     char what[96];
     snprintf(what, sizeof what, "%s backward vs finite differences", f->name);
-    check_err(what, rel_err(dx, num, N), 1e-3);
+    check_err(what, test_max_rel_err(dx, num, N), 1e-3);
 }
 
 static void test_geglu(void) {
@@ -156,9 +146,9 @@ static void test_geglu(void) {
         return;
     float y[GEGLU_ROWS * GEGLU_DIM], dx[GEGLU_ROWS * 2 * GEGLU_DIM];
     geglu_forward(rows, dim, x, y);
-    check_err("geglu forward", rel_err(y, y_ref, (size_t)rows * dim), 1e-5);
+    check_err("geglu forward", test_max_rel_err(y, y_ref, (size_t)rows * dim), 1e-5);
     geglu_backward_input(rows, dim, x, dy, dx);
-    check_err("geglu backward_input", rel_err(dx, dx_ref, (size_t)rows * 2 * dim), 1e-5);
+    check_err("geglu backward_input", test_max_rel_err(dx, dx_ref, (size_t)rows * 2 * dim), 1e-5);
 
     /* Finite differences on the same inputs: loss = sum(y * dy). */
     float xp[GEGLU_ROWS * 2 * GEGLU_DIM], num[GEGLU_ROWS * 2 * GEGLU_DIM];
@@ -175,8 +165,8 @@ static void test_geglu(void) {
         xp[i] = keep;
         num[i] = (float)((lp - lm) / (2.0 * eps));
     }
-    check_err("geglu backward vs finite differences", rel_err(dx, num, (size_t)rows * 2 * dim),
-              1e-3);
+    check_err("geglu backward vs finite differences",
+              test_max_rel_err(dx, num, (size_t)rows * 2 * dim), 1e-3);
 }
 
 int main(void) {

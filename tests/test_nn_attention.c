@@ -33,16 +33,6 @@ static const float *fixture(const char *cname, const char *what, size_t numel) {
     return ok ? t->data : NULL;
 }
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double dmax = 0, rmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        dmax = d > dmax || isnan(d) ? d : dmax;
-        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-    }
-    return rmax > 0 ? dmax / rmax : dmax;
-}
-
 static float next_uniform(unsigned long long *state) {
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (float)((*state >> 40) * (1.0 / 8388608.0) - 1.0);
@@ -65,7 +55,7 @@ static double g_worst[5]; /* out, lse, dq, dk, dv over all runs */
 
 static void compare(const Case *c, const char *how, const char *what, int slot, const float *a,
                     const float *ref, size_t n) {
-    double e = rel_err(a, ref, n);
+    double e = test_max_rel_err(a, ref, n);
     if (e > g_worst[slot] || isnan(e))
         g_worst[slot] = e;
     CHECKF(e < TOL, "%s (%s) %s: error %.3e", c->name, how, what, e);
@@ -236,7 +226,7 @@ static void test_finite_differences(NnContext *ctx, int causal) {
             x[i] = keep;
             num[i] = (float)((lp - lm) / (2.0 * eps));
         }
-        double e = rel_err(grad[which], num, sizes[which]);
+        double e = test_max_rel_err(grad[which], num, sizes[which]);
         printf("%s %s vs finite differences: %.2e\n", causal ? "causal" : "non-causal",
                names[which], e);
         CHECKF(e < 2e-3, "%s %s vs finite differences: error %.3e",

@@ -27,31 +27,7 @@
 static float *load(const TensorSet *set, const char *case_name, const char *tensor, size_t *n) {
     char name[256];
     snprintf(name, sizeof name, "%s.%s", case_name, tensor);
-    const NamedTensor *t = tensor_set_find(set, name);
-    if (!t)
-        return NULL;
-    size_t numel = (size_t)tensor_numel(t);
-    float *out = malloc(numel * sizeof *out);
-    Error err;
-    if (!out || tensor_to_f32(t, out, &err) != 0) {
-        free(out);
-        return NULL;
-    }
-    if (n)
-        *n = numel;
-    return out;
-}
-
-static double max_rel_err(const float *ours, const float *ref, size_t n) {
-    double md = 0.0, mr = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= md)) /* also catches NaN */
-            md = d;
-        if (fabs(ref[i]) > mr)
-            mr = fabs(ref[i]);
-    }
-    return mr > 0.0 ? md / mr : md;
+    return test_load_f32(set, name, n);
 }
 
 static int json_int(const cJSON *o, const char *key) {
@@ -104,7 +80,7 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
             memset(odx, 0xff, nx * sizeof *odx);
             CHECK_OK(conv2d_forward(ctx, &s, x, w, b, oy, &err), &err);
             CHECK_OK(conv2d_backward_input(ctx, &s, dy, w, odx, &err), &err);
-            double ey = max_rel_err(oy, y, ny), edx = max_rel_err(odx, dx, nx);
+            double ey = test_max_rel_err(oy, y, ny), edx = test_max_rel_err(odx, dx, nx);
             CHECKF(ey < TOL, "%s %s forward: max rel err %.3g", name, algo_name(a), ey);
             CHECKF(edx < TOL, "%s %s backward: max rel err %.3g", name, algo_name(a), edx);
             if (rep == 0)
@@ -118,10 +94,10 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
     CHECK_OK(conv2d_set_algorithm(ctx, CONV2D_ALGO_ONEDNN_WINOGRAD, &werr), &werr);
     if (x && y && dx && s.kernel_h == 3 && s.stride == 1 &&
         conv2d_forward(ctx, &s, x, w, b, oy, &werr) == 0) {
-        double ey = max_rel_err(oy, y, ny);
+        double ey = test_max_rel_err(oy, y, ny);
         CHECKF(ey < 1e-4, "%s winograd forward: max rel err %.3g", name, ey);
         if (conv2d_backward_input(ctx, &s, dy, w, odx, &werr) == 0) {
-            double edx = max_rel_err(odx, dx, nx);
+            double edx = test_max_rel_err(odx, dx, nx);
             CHECKF(edx < 1e-4, "%s winograd backward: max rel err %.3g", name, edx);
             printf("%-20s %-15s forward %.2e  backward-input %.2e\n", name, "onednn-winograd", ey,
                    edx);
@@ -134,7 +110,7 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
     CHECK_OK(conv2d_set_algorithm(ctx, CONV2D_ALGO_ONEDNN_BF16, &err), &err);
     if (x && y && dx && conv2d_forward(ctx, &s, x, w, b, oy, &err) == 0) {
         CHECK_OK(conv2d_backward_input(ctx, &s, dy, w, odx, &err), &err);
-        double ey = max_rel_err(oy, y, ny), edx = max_rel_err(odx, dx, nx);
+        double ey = test_max_rel_err(oy, y, ny), edx = test_max_rel_err(odx, dx, nx);
         CHECKF(ey < 1e-2, "%s bf16 forward: max rel err %.3g", name, ey);
         CHECKF(edx < 1e-2, "%s bf16 backward: max rel err %.3g", name, edx);
         printf("%-20s %-15s forward %.2e  backward-input %.2e\n", name, "onednn-bf16", ey, edx);
@@ -211,7 +187,7 @@ static void check_finite_differences(NnContext *ctx, Conv2dShape s, unsigned see
         x[i] = keep;
         num[i] = (float)((l[0] - l[1]) / (2.0 * h));
     }
-    double e = max_rel_err(dx, num, nx);
+    double e = test_max_rel_err(dx, num, nx);
     CHECKF(e < 1e-4, "finite differences %dx%d stride %d pad %d,%d,%d,%d: max rel err %.3g",
            s.kernel_h, s.kernel_w, s.stride, s.pad_top, s.pad_left, s.pad_bottom, s.pad_right, e);
     printf("finite differences k%d s%d pad %d,%d,%d,%d: %.2e\n", s.kernel_h, s.stride, s.pad_top,

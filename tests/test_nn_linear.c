@@ -21,16 +21,6 @@ static const float *fixture(const char *name, size_t numel) {
     return t && t->dtype == DTYPE_F32 && (size_t)tensor_numel(t) == numel ? t->data : NULL;
 }
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double dmax = 0, rmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        dmax = d > dmax || isnan(d) ? d : dmax;
-        rmax = fabs(ref[i]) > rmax ? fabs(ref[i]) : rmax;
-    }
-    return rmax > 0 ? dmax / rmax : dmax;
-}
-
 /* Deterministic values in [-1, 1) for the finite-difference check. */
 static float next_uniform(unsigned long long *state) {
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -51,23 +41,23 @@ static void test_against_torch(NnContext *ctx) {
     Error err = {{0}};
     float *y = malloc(sizeof(float) * rows * out), *dx = malloc(sizeof(float) * rows * in);
     CHECK_OK(linear_forward(ctx, rows, in, out, x, w, b, y, &err), &err);
-    double e = rel_err(y, y_ref, (size_t)rows * out);
+    double e = test_max_rel_err(y, y_ref, (size_t)rows * out);
     printf("linear forward (bias): %.2e\n", e);
     CHECKF(e < 1e-5, "linear forward with bias: error %.3e", e);
     CHECK_OK(linear_forward(ctx, rows, in, out, x, w, NULL, y, &err), &err);
-    e = rel_err(y, y_nb_ref, (size_t)rows * out);
+    e = test_max_rel_err(y, y_nb_ref, (size_t)rows * out);
     printf("linear forward (no bias): %.2e\n", e);
     CHECKF(e < 1e-5, "linear forward without bias: error %.3e", e);
     /* Overwrite: start from garbage so a missed write shows. */
     for (int i = 0; i < rows * in; i++)
         dx[i] = NAN;
     CHECK_OK(linear_backward_input(ctx, rows, in, out, dy, w, dx, 0, &err), &err);
-    e = rel_err(dx, dx_ref, (size_t)rows * in);
+    e = test_max_rel_err(dx, dx_ref, (size_t)rows * in);
     printf("linear backward_input: %.2e\n", e);
     CHECKF(e < 1e-5, "linear backward_input: error %.3e", e);
     memcpy(dx, dx_init, sizeof(float) * rows * in);
     CHECK_OK(linear_backward_input(ctx, rows, in, out, dy, w, dx, 1, &err), &err);
-    e = rel_err(dx, dx_acc_ref, (size_t)rows * in);
+    e = test_max_rel_err(dx, dx_acc_ref, (size_t)rows * in);
     printf("linear backward_input (accumulate): %.2e\n", e);
     CHECKF(e < 1e-5, "linear backward_input accumulating: error %.3e", e);
     free(y);
@@ -110,7 +100,7 @@ static void test_finite_differences(NnContext *ctx) {
         x[i] = keep;
         num[i] = (float)((lp - lm) / (2.0 * eps));
     }
-    double e = rel_err(dx, num, (size_t)rows * in);
+    double e = test_max_rel_err(dx, num, (size_t)rows * in);
     printf("linear backward_input vs finite differences: %.2e\n", e);
     CHECKF(e < 1e-3, "linear backward_input vs finite differences: error %.3e", e);
 }

@@ -21,31 +21,7 @@
 static float *load(const TensorSet *set, const char *case_name, const char *tensor, size_t *n) {
     char name[256];
     snprintf(name, sizeof name, "%s.%s", case_name, tensor);
-    const NamedTensor *t = tensor_set_find(set, name);
-    if (!t)
-        return NULL;
-    size_t numel = (size_t)tensor_numel(t);
-    float *out = malloc(numel * sizeof *out);
-    Error err;
-    if (!out || tensor_to_f32(t, out, &err) != 0) {
-        free(out);
-        return NULL;
-    }
-    if (n)
-        *n = numel;
-    return out;
-}
-
-static double max_rel_err(const float *ours, const float *ref, size_t n) {
-    double md = 0.0, mr = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= md))
-            md = d;
-        if (fabs(ref[i]) > mr)
-            mr = fabs(ref[i]);
-    }
-    return mr > 0.0 ? md / mr : md;
+    return test_load_f32(set, name, n);
 }
 
 static int json_int(const cJSON *o, const char *key) {
@@ -86,7 +62,7 @@ static void check_case(NnContext *ctx, const TensorSet *set, const cJSON *c) {
         layer_norm_forward(ctx, rows, dim, eps, x, gamma, beta, oy, stats);
         layer_norm_backward_input(ctx, rows, dim, x, gamma, stats, dy, odx);
     }
-    double ey = max_rel_err(oy, y, n), edx = max_rel_err(odx, dx, n);
+    double ey = test_max_rel_err(oy, y, n), edx = test_max_rel_err(odx, dx, n);
     CHECKF(ey < TOL, "%s forward: max rel err %.3g", name, ey);
     CHECKF(edx < TOL, "%s backward: max rel err %.3g", name, edx);
     printf("%-18s forward %.2e  backward-input %.2e\n", name, ey, edx);
@@ -175,7 +151,7 @@ static void check_finite_differences(NnContext *ctx, NormProblem p, unsigned see
         x[i] = keep;
         num[i] = (float)((l[0] - l[1]) / (2.0 * h));
     }
-    double e = max_rel_err(dx, num, n);
+    double e = test_max_rel_err(dx, num, n);
     CHECKF(e < 2e-4, "finite differences (%s, groups %d): max rel err %.3g",
            p.groups ? "group norm" : "layer norm", p.groups, e);
     printf("finite differences %s groups %d: %.2e\n", p.groups ? "group norm" : "layer norm",

@@ -24,31 +24,7 @@
 static float *load(const TensorSet *set, const char *case_name, const char *tensor, size_t *n) {
     char name[256];
     snprintf(name, sizeof name, "%s.%s", case_name, tensor);
-    const NamedTensor *t = tensor_set_find(set, name);
-    if (!t)
-        return NULL;
-    size_t numel = (size_t)tensor_numel(t);
-    float *out = malloc(numel * sizeof *out);
-    Error err;
-    if (!out || tensor_to_f32(t, out, &err) != 0) {
-        free(out);
-        return NULL;
-    }
-    if (n)
-        *n = numel;
-    return out;
-}
-
-static double max_rel_err(const float *ours, const float *ref, size_t n) {
-    double md = 0.0, mr = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= md))
-            md = d;
-        if (fabs(ref[i]) > mr)
-            mr = fabs(ref[i]);
-    }
-    return mr > 0.0 ? md / mr : md;
+    return test_load_f32(set, name, n);
 }
 
 static int json_int(const cJSON *o, const char *key) {
@@ -70,7 +46,7 @@ static void check_upsample(const TensorSet *set, const cJSON *c) {
     float *oy = malloc(ny * sizeof *oy), *odx = malloc(nx * sizeof *odx);
     upsample_nearest2x_forward(planes, h, w, x, oy);
     upsample_nearest2x_backward_input(planes, h, w, dy, odx);
-    double ey = max_rel_err(oy, y, ny), edx = max_rel_err(odx, dx, nx);
+    double ey = test_max_rel_err(oy, y, ny), edx = test_max_rel_err(odx, dx, nx);
     CHECKF(ey == 0.0, "%s forward: max rel err %.3g", name, ey);
     CHECKF(edx < 1e-7, "%s backward: max rel err %.3g", name, edx);
     printf("%-18s forward %.2e  backward-input %.2e\n", name, ey, edx);
@@ -90,7 +66,7 @@ static void check_upsample(const TensorSet *set, const cJSON *c) {
         x[i] = keep;
         num[i] = (float)((l[0] - l[1]) / 2.0);
     }
-    double efd = max_rel_err(odx, num, nx);
+    double efd = test_max_rel_err(odx, num, nx);
     CHECKF(efd < 1e-6, "%s finite differences: max rel err %.3g", name, efd);
     free(num);
     free(oy);
@@ -113,7 +89,7 @@ static void check_timesteps(const TensorSet *set, const cJSON *c) {
         return;
     float *out = malloc(n * sizeof *out);
     timestep_embedding(batch, dim, t, flip, shift, out);
-    double e = max_rel_err(out, emb, n);
+    double e = test_max_rel_err(out, emb, n);
     size_t exact = 0;
     for (size_t i = 0; i < n; i++)
         exact += out[i] == emb[i];

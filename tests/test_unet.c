@@ -18,34 +18,6 @@
 #include "models/unet.h"
 #include "test_util.h"
 
-static float *load(const TensorSet *set, const char *name, size_t *n) {
-    const NamedTensor *t = tensor_set_find(set, name);
-    if (!t)
-        return NULL;
-    size_t numel = (size_t)tensor_numel(t);
-    float *out = malloc(numel * sizeof *out);
-    Error err;
-    if (!out || tensor_to_f32(t, out, &err) != 0) {
-        free(out);
-        return NULL;
-    }
-    if (n)
-        *n = numel;
-    return out;
-}
-
-static double max_rel_err(const float *ours, const float *ref, size_t n) {
-    double md = 0.0, mr = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ours[i] - ref[i]);
-        if (!(d <= md))
-            md = d;
-        if (fabs(ref[i]) > mr)
-            mr = fabs(ref[i]);
-    }
-    return mr > 0.0 ? md / mr : md;
-}
-
 typedef struct Case {
     TensorSet set;
     const NamedTensor *sample, *ehs;
@@ -63,12 +35,12 @@ static int case_open(const char *rel, Case *k) {
     }
     k->sample = tensor_set_find(&k->set, "sample");
     k->ehs = tensor_set_find(&k->set, "encoder_hidden_states");
-    k->x = load(&k->set, "sample", NULL);
-    k->t = load(&k->set, "timestep", NULL);
-    k->c = load(&k->set, "encoder_hidden_states", NULL);
-    k->dy = load(&k->set, "grad_output", NULL);
-    k->out_ref = load(&k->set, "out", &k->n_out);
-    k->grad_ref = load(&k->set, "grad_encoder_hidden_states", &k->n_ctx);
+    k->x = test_load_f32(&k->set, "sample", NULL);
+    k->t = test_load_f32(&k->set, "timestep", NULL);
+    k->c = test_load_f32(&k->set, "encoder_hidden_states", NULL);
+    k->dy = test_load_f32(&k->set, "grad_output", NULL);
+    k->out_ref = test_load_f32(&k->set, "out", &k->n_out);
+    k->grad_ref = test_load_f32(&k->set, "grad_encoder_hidden_states", &k->n_ctx);
     if (!k->sample || !k->ehs || !k->x || !k->t || !k->c || !k->dy || !k->out_ref || !k->grad_ref) {
         CHECKF(0, "%s: a tensor is missing", rel);
         return -1;
@@ -107,7 +79,7 @@ static void run_case(NnContext *ctx, const ModelFiles *mf, const char *rel, DTyp
         CHECKF(rc == 0, "%s: unet_forward: %s", rel, err.message);
     }
     if (rc == 0) {
-        double e = max_rel_err(out, k.out_ref, k.n_out);
+        double e = test_max_rel_err(out, k.out_ref, k.n_out);
         CHECKF(e <= tol, "%s %s %s: out max rel err %.2e > %.0e", rel, dtype_display_name(storage),
                mode_name(mode), e, tol);
         printf("%s %s%s %s: out %.2e", rel, dtype_display_name(storage),
@@ -116,7 +88,7 @@ static void run_case(NnContext *ctx, const ModelFiles *mf, const char *rel, DTyp
         if (mode != UNET_INFERENCE) {
             rc = unet_backward_input(ctx, u, a, k.dy, grad, &err);
             CHECKF(rc == 0, "%s: unet_backward_input: %s", rel, err.message);
-            double g = max_rel_err(grad, k.grad_ref, k.n_ctx);
+            double g = test_max_rel_err(grad, k.grad_ref, k.n_ctx);
             CHECKF(g <= tol, "%s %s %s: grad_encoder_hidden_states max rel err %.2e > %.0e", rel,
                    dtype_display_name(storage), mode_name(mode), g, tol);
             printf(", grad_encoder_hidden_states %.2e", g);

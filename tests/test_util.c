@@ -1,7 +1,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
 
+#include "formats/tensor_set.h"
+
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +104,34 @@ int test_run(const char *cmd, char **output) {
     else
         free(buf);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+float *test_load_f32(const TensorSet *set, const char *name, size_t *n) {
+    const NamedTensor *t = tensor_set_find(set, name);
+    if (!t)
+        return NULL;
+    size_t numel = (size_t)tensor_numel(t);
+    float *out = malloc((numel ? numel : 1) * sizeof *out);
+    Error err;
+    if (!out || tensor_to_f32(t, out, &err) != 0) {
+        free(out);
+        return NULL;
+    }
+    if (n)
+        *n = numel;
+    return out;
+}
+
+double test_max_rel_err(const float *ours, const float *ref, size_t n) {
+    double dmax = 0.0, rmax = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)ours[i] - (double)ref[i]);
+        if (isnan(d))
+            return INFINITY;
+        if (d > dmax)
+            dmax = d;
+        if (fabs((double)ref[i]) > rmax)
+            rmax = fabs((double)ref[i]);
+    }
+    return rmax > 0.0 ? dmax / rmax : dmax;
 }

@@ -22,13 +22,22 @@ int test_write_file(const char *path, const void *data, size_t size);
 /* Runs a shell command, capturing stdout+stderr into a malloc'd string; returns exit code. */
 int test_run(const char *cmd, char **output);
 
-#define CHECK(cond) test_check((cond), #cond, __FILE__, __LINE__)
+struct TensorSet;
+/* The float32 copy (malloc'd) of tensor `name` in `set`, any dtype widened; NULL when absent
+ * or unreadable. *n gets its element count when n is not NULL. */
+float *test_load_f32(const struct TensorSet *set, const char *name, size_t *n);
+/* The tests' error measure against a reference: max|ours - ref| / max|ref| (plain max|d| when
+ * the reference is all zeros); any NaN gives infinity, so it can never pass a tolerance. */
+double test_max_rel_err(const float *ours, const float *ref, size_t n);
+
+#define CHECK(cond)       test_check((cond), #cond, __FILE__, __LINE__)
 #define CHECKF(cond, ...) test_checkf((cond), __FILE__, __LINE__, __VA_ARGS__)
 /* A call that must succeed: prints the error message otherwise. */
 #define CHECK_OK(call, err)                                                                        \
     test_checkf((call) == 0, __FILE__, __LINE__, "%s failed: %s", #call, (err)->message)
 /* A call that must fail with a message containing `needle`. */
-#define CHECK_FAILS_WITH(call, err, needle) test_check_fails((call), (err), (needle), #call, __FILE__, __LINE__)
+#define CHECK_FAILS_WITH(call, err, needle)                                                        \
+    test_check_fails((call), (err), (needle), #call, __FILE__, __LINE__)
 void test_check_fails(int rc, const Error *err, const char *needle, const char *expr,
                       const char *file, int line);
 
