@@ -174,11 +174,15 @@ static int setup_datasets(Trainer *t, Error *err) {
     t->datasets = calloc(t->group.dataset_count ? t->group.dataset_count : 1, sizeof *t->datasets);
     if (!t->datasets)
         return error_set(err, "out of memory");
-    /* kohya builds the datasets (make_buckets: random.seed(0)) before set_seed */
+    /* kohya (generate_dataset_group_by_blueprint): one seed for every dataset drawn from
+     * Python's random, then each dataset's make_buckets (its first shuffle with the dataset's
+     * seed still 0), then set_seed */
+    int64_t ds_seed = py_random_randint(&t->py, 0, (int64_t)1 << 31);
     for (size_t d = 0; d < t->group.dataset_count; d++) {
         if (dataset_build(&t->group.datasets[d], &t->py, &t->datasets[d], err) != 0)
             return -1;
         t->dataset_count = d + 1;
+        dataset_set_seed(&t->datasets[d], ds_seed);
     }
     int64_t images = 0;
     for (size_t d = 0; d < t->dataset_count; d++)
@@ -322,14 +326,16 @@ static int train_loop(Trainer *t, Error *err) {
                                     err);
             if (rc != 0)
                 break;
+            p.loss_sum += loss;
+            p.loss_count++;
             if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum))
                 continue;
             rc = optimizer_update(t, grad, err);
             if (rc != 0)
                 break;
-            progress_update(&p, t, loss, false);
+            progress_update(&p, t, false);
             if (o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
-                t->global_step % o->save_every_n_steps == 0 && t->global_step < t->max_train_steps)
+                t->global_step % o->save_every_n_steps == 0)
                 rc = trainer_save_step(t, err);
             if (t->global_step >= t->max_train_steps)
                 break;
@@ -338,12 +344,12 @@ static int train_loop(Trainer *t, Error *err) {
             break;
         if (rc == 0 && save_epochs > 0 && (t->epoch + 1) % save_epochs == 0 &&
             t->epoch + 1 < t->epochs)
-            rc = trainer_save_epoch(t, t->epoch + 1, err);
+            rc = trainer_save_epoch(t, t->epoch + 1, save_epochs, err);
     }
     if (t->epoch >= t->epochs)
         t->epoch = t->epochs - 1;
     if (rc == 0) {
-        progress_update(&p, t, 0, true);
+        progress_update(&p, t, true);
         rc = trainer_save(t, t->output_name, err);
     }
     free(refs);
@@ -387,18 +393,16 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
     int rc = nn_context_create(threads, &t->ctx, err);
     rc = rc ? rc : setup_model(t, err);
     rc = rc ? rc : setup_tokens(t, err);
-    rc = rc ? rc : setup_datasets(t, err);
     if (rc == 0) {
-        /* kohya: seed = random.randint(0, 2**32) when not given; set_seed seeds Python's and
-         * torch's global generators */
+        /* kohya: set_seed(--seed) seeds Python's and torch's global generators before the
+         * datasets are made (without --seed nothing is seeded: any seed will do) */
         int64_t seed = o->has_seed ? o->seed : (int64_t)(time(NULL) & 0xffffffff);
         if (!o->has_seed)
             log_info("--seed not given: using %lld", (long long)seed);
         torch_rng_init(&t->g, (uint64_t)seed);
         py_random_seed(&t->py, seed);
-        for (size_t d = 0; d < t->dataset_count; d++)
-            dataset_set_seed(&t->datasets[d], seed);
     }
+    rc = rc ? rc : setup_datasets(t, err);
     if (rc == 0 && mkdir(o->output_dir, 0777) != 0) {
         struct stat st;
         if (stat(o->output_dir, &st) != 0 || !S_ISDIR(st.st_mode))

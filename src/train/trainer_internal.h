@@ -93,8 +93,9 @@ int trainer_micro_step(Trainer *t, size_t dataset, size_t batch, float grad_scal
 /* trainer_save.c */
 /* Writes the current rows as <output_dir>/<name><ext> (the writers are atomic). */
 int trainer_save(Trainer *t, const char *name, Error *err);
-/* kohya's names: "<output_name>-<epoch:06d>", "<output_name>-step<step:08d>". */
-int trainer_save_epoch(Trainer *t, int epoch_number, Error *err);
+/* kohya's names: "<output_name>-<epoch:06d>", "<output_name>-step<step:08d>"; then the file
+ * --save_last_n_epochs / --save_last_n_steps no longer keep is removed. */
+int trainer_save_epoch(Trainer *t, int epoch_number, int save_every_n_epochs, Error *err);
 int trainer_save_step(Trainer *t, Error *err);
 
 typedef struct Progress {
@@ -104,6 +105,7 @@ typedef struct Progress {
     bool tty;
 } Progress;
 void progress_init(Progress *p);
-void progress_update(Progress *p, const Trainer *t, float loss, bool final);
+/* The caller adds each micro-batch's loss to loss_sum / loss_count (reset every epoch). */
+void progress_update(Progress *p, const Trainer *t, bool final);
 
 #endif

@@ -77,16 +77,47 @@ int trainer_save(Trainer *t, const char *name, Error *err) {
     return 0;
 }
 
-int trainer_save_epoch(Trainer *t, int epoch_number, Error *err) {
+/* kohya's remove_model: the older file goes if it exists. */
+static void remove_old(const Trainer *t, const char *name) {
+    char path[4096];
+    int len = snprintf(path, sizeof path, "%s/%s%s", t->o->output_dir, name, save_ext(t->o));
+    if (len > 0 && (size_t)len < sizeof path && remove(path) == 0)
+        log_info("removed %s", path);
+}
+
+int trainer_save_epoch(Trainer *t, int epoch_number, int save_every_n_epochs, Error *err) {
     char name[1024];
     snprintf(name, sizeof name, "%s-%06d", t->output_name, epoch_number);
-    return trainer_save(t, name, err);
+    if (trainer_save(t, name, err) != 0)
+        return -1;
+    /* get_remove_epoch_no: epoch - save_every_n_epochs * save_last_n_epochs */
+    if (t->o->has_save_last_n_epochs) {
+        long remove_no = epoch_number - (long)save_every_n_epochs * t->o->save_last_n_epochs;
+        if (remove_no >= 0) {
+            snprintf(name, sizeof name, "%s-%06ld", t->output_name, remove_no);
+            remove_old(t, name);
+        }
+    }
+    return 0;
 }
 
 int trainer_save_step(Trainer *t, Error *err) {
     char name[1024];
     snprintf(name, sizeof name, "%s-step%08lld", t->output_name, (long long)t->global_step);
-    return trainer_save(t, name, err);
+    if (trainer_save(t, name, err) != 0)
+        return -1;
+    /* get_remove_step_no: step - save_last_n_steps - 1, down to a multiple of
+     * save_every_n_steps (Python's modulo: a negative number stays negative) */
+    if (t->o->has_save_last_n_steps) {
+        long long remove_no = (long long)t->global_step - t->o->save_last_n_steps - 1;
+        if (remove_no >= 0)
+            remove_no -= remove_no % t->o->save_every_n_steps;
+        if (remove_no >= 0) {
+            snprintf(name, sizeof name, "%s-step%08lld", t->output_name, remove_no);
+            remove_old(t, name);
+        }
+    }
+    return 0;
 }
 
 static double now_seconds(void) {
@@ -101,13 +132,9 @@ void progress_init(Progress *p) {
     p->tty = isatty(fileno(stderr)) != 0;
 }
 
-/* step/total, epoch, the mean loss of the epoch so far (kohya's "avr_loss"), it/s, ETA. A
- * terminal gets one line rewritten in place; otherwise a line every 30 s and at the end. */
-void progress_update(Progress *p, const Trainer *t, float loss, bool final) {
-    if (!final) {
-        p->loss_sum += loss;
-        p->loss_count++;
-    }
+/* step/total, epoch, the mean loss of the epoch's micro-batches so far (kohya's "avr_loss"), it/s,
+ * ETA. A terminal gets one line rewritten in place; otherwise a line every 30 s and at the end. */
+void progress_update(Progress *p, const Trainer *t, bool final) {
     double now = now_seconds();
     if (!final && !p->tty && now - p->last_print < 30 && t->global_step != 1)
         return;
