@@ -220,6 +220,21 @@ static void test_folders_cached(const char *tmp) {
     }
     snprintf(path, sizeof path, "%s/emb.pt", out);
     check_embedding(path, 3, 1e-3);
+
+    /* --debug_dataset: the captions with the new tokens' ids (49408, 49409 for N = 2), no
+     * training */
+    snprintf(out, sizeof out, "%s/out-debug", tmp);
+    snprintf(args, sizeof args,
+             "--train_data_dir '%s' --caption_extension .txt --resolution 64 --token_string "
+             "mytok --num_vectors_per_token 2 --debug_dataset --output_dir '%s' --seed 1",
+             root, out);
+    rc = run_train(args, &log);
+    CHECKF(rc == 0 && log && strstr(log, "caption: mytok mytok1") &&
+               strstr(log, "ids: 49408* 49409*"),
+           "--debug_dataset (%d): %s", rc, log ? log : "");
+    free(log);
+    snprintf(path, sizeof path, "%s/mytok.pt", out);
+    CHECK(!exists(path));
 }
 
 static void test_refusals(const char *tmp) {

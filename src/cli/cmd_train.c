@@ -36,7 +36,6 @@ static const char *const not_run_yet[] = {
     "sample_at_first",
     "masked_loss",
     "alpha_mask",
-    "debug_dataset",
     NULL,
 };
 

@@ -18,7 +18,7 @@ static int check_required(const TrainOptions *o, Error *err) {
     if (o->optimizer.kind == OPTIMIZER_ADAFACTOR)
         return error_set(err, "--optimizer_type AdaFactor is not supported yet by sdti train "
                               "(it factors its state over kohya's whole embedding matrix)");
-    if (!o->output_dir || !o->output_dir[0])
+    if (!o->debug_dataset && (!o->output_dir || !o->output_dir[0]))
         return error_set(err, "--output_dir is required (where the embedding is written)");
     if (!o->pretrained_model_name_or_path)
         return error_set(err, "--pretrained_model_name_or_path is required");
@@ -403,6 +403,13 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
         py_random_seed(&t->py, seed);
     }
     rc = rc ? rc : setup_datasets(t, err);
+    if (rc == 0 && o->debug_dataset) {
+        t->max_train_steps = o->max_train_steps;
+        rc = trainer_debug_dataset(t, err);
+        trainer_free(t);
+        free(t);
+        return rc;
+    }
     if (rc == 0 && mkdir(o->output_dir, 0777) != 0) {
         struct stat st;
         if (stat(o->output_dir, &st) != 0 || !S_ISDIR(st.st_mode))

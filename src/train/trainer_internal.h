@@ -90,6 +90,10 @@ int trainer_cache_latents(Trainer *t, Error *err);
 int trainer_micro_step(Trainer *t, size_t dataset, size_t batch, float grad_scale, float *loss,
                        Error *err);
 
+/* trainer_debug.c: prints every sample of the first epoch (caption, token ids, bucket,
+ * repeats) */
+int trainer_debug_dataset(Trainer *t, Error *err);
+
 /* trainer_save.c */
 /* Writes the current rows as <output_dir>/<name><ext> (the writers are atomic). */
 int trainer_save(Trainer *t, const char *name, Error *err);
