@@ -181,7 +181,7 @@ static void test_dataset_toml(const char *tmp) {
     snprintf(args, sizeof args,
              "--dataset_config '%s' --token_string mytok --init_word cat "
              "--num_vectors_per_token 2 --max_train_steps 3 --learning_rate 1e-2 "
-             "--output_dir '%s' --save_model_as safetensors --seed 1",
+             "--output_dir '%s' --save_model_as safetensors --seed 1 --cache_latents_to_disk",
              toml, out);
     char *log = NULL;
     int rc = run_train(args, &log);
@@ -191,6 +191,9 @@ static void test_dataset_toml(const char *tmp) {
     snprintf(path, sizeof path, "%s/mytok.safetensors", out);
     check_embedding(path, 2, 1e-3);
     CHECK(file_hash(test_fixture(MODEL)) == model_before);
+    /* kohya's latent cache name: <image stem>_<WWWW>x<HHHH>_sd.npz */
+    snprintf(path, sizeof path, "%s/img0_0064x0064_sd.npz", dir);
+    CHECKF(exists(path), "%s missing", path);
 }
 
 static void test_folders_cached(const char *tmp) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file_util.h"
 #include "base/log.h"
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
@@ -85,24 +86,33 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
         npz = latent_cache_path(im->path, im->width, im->height);
         if (!npz)
             return error_set(err, "out of memory");
+        /* kohya's validity check (latent_cache_is_valid) assumes the VAE's factor of 8; the
+         * same conditions for any factor: latents of this bucket's latent size, the mirrored
+         * ones with flip_aug, no alpha mask */
         bool valid = false;
-        if (latent_cache_is_valid(npz, w, h, s->flip_aug, false, &valid, err) != 0) {
-            free(npz);
-            return -1;
+        LatentCacheEntry e;
+        memset(&e, 0, sizeof e);
+        if (file_exists(npz)) {
+            if (latent_cache_read(npz, &e, err) != 0) {
+                free(npz);
+                return -1;
+            }
+            int lh, lw;
+            vae_latent_size(&t->vae.cfg, h, w, &lh, &lw);
+            valid = e.channels == t->vae.cfg.latent_channels && e.height == lh && e.width == lw &&
+                    (!s->flip_aug || e.latents_flipped) && !e.alpha_mask;
         }
         if (valid) {
-            LatentCacheEntry e;
-            int rc = latent_cache_read(npz, &e, err);
-            if (rc == 0 && (size_t)e.channels * e.height * e.width != n)
-                rc = error_set(err, "%s: latents of another size; delete the file", npz);
-            if (rc == 0) {
-                c->latents = e.latents;
-                c->flipped = e.latents_flipped;
-                e.latents = e.latents_flipped = NULL;
-            }
-            latent_cache_entry_free(&e);
+            c->latents = e.latents;
+            c->flipped = s->flip_aug ? e.latents_flipped : NULL;
+            e.latents = NULL;
+            if (s->flip_aug)
+                e.latents_flipped = NULL;
+        }
+        latent_cache_entry_free(&e);
+        if (valid) {
             free(npz);
-            return rc;
+            return 0;
         }
     }
     float *pixels = malloc(sizeof(float) * 3 * (size_t)w * h);
