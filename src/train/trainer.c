@@ -305,10 +305,9 @@ static int train_loop(Trainer *t, Error *err) {
     progress_init(&p);
     int rc = 0;
     for (t->epoch = 0; t->epoch < t->epochs && rc == 0; t->epoch++) {
-        /* kohya: set_current_epoch(epoch + 1) reshuffles the buckets; the DataLoader draws its
-         * base seed and its sampler's seed from torch's global generator, then randperm */
-        for (size_t d = 0; d < t->dataset_count; d++)
-            dataset_set_epoch(&t->datasets[d], t->epoch + 1, &t->py);
+        /* the DataLoader draws its base seed and its sampler's seed from torch's global
+         * generator, then randperm (the epoch's reshuffle happens in trainer_micro_step, where
+         * kohya's collator does it) */
         (void)torch_random_int64(&t->g);
         TorchGenerator sampler;
         torch_rng_init(&sampler, (uint64_t)torch_random_int64(&t->g));

@@ -294,6 +294,11 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
             rc = tokenize_caption(t, s->caption, b.ids + (size_t)i * t->chunks * CLIP_CHUNK_TOKENS,
                                   err);
     }
+    /* kohya's collator (max_data_loader_n_workers 0) runs after __getitem__ and sets the
+     * epoch then: the first batch of an epoch still comes from the previous epoch's order, and
+     * the reshuffle (which reseeds Python's random) happens before the step's own draws */
+    for (size_t k = 0; k < t->dataset_count && rc == 0; k++)
+        dataset_set_epoch(&t->datasets[k], t->epoch + 1, &t->py);
     /* without a cache: vae.encode(images).latent_dist.sample() * scaling, per batch */
     for (int i = 0; i < bsz && rc == 0 && !cached; i++)
         rc = encode_one(t, h, w, b.samples[i].pixels, b.latents + per * i, err);
