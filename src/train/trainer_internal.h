@@ -75,6 +75,10 @@ typedef struct Trainer {
     UnetArena *arena;
     int64_t max_train_steps;
     int64_t global_step;
+    /* kohya's token warm-up step as the dataset sees it: the collator copies the shared
+     * current_step value into the dataset after each batch is loaded, and the loop body sets
+     * that value to global_step afterwards, so captions see the step with a lag */
+    int64_t dataset_step, shared_step;
     int epoch; /* 0-based */
     int epochs;
     const char *output_name;

@@ -271,7 +271,7 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     b.dpred = b.pred + n;
     b.dhidden = b.hidden + hid;
     b.tsf = b.weights + bsz;
-    CaptionStep cstep = {.current_step = t->global_step, .max_train_steps = t->max_train_steps};
+    CaptionStep cstep = {.current_step = t->dataset_step, .max_train_steps = t->max_train_steps};
     bool cached = t->cache != NULL;
     /* __getitem__: per image the flip, crop, colour and caption draws, in kohya's order */
     for (int i = 0; i < bsz && rc == 0; i++) {
@@ -299,6 +299,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
      * the reshuffle (which reseeds Python's random) happens before the step's own draws */
     for (size_t k = 0; k < t->dataset_count && rc == 0; k++)
         dataset_set_epoch(&t->datasets[k], t->epoch + 1, &t->py);
+    t->dataset_step = t->shared_step; /* the collator's set_current_step */
+    t->shared_step = t->global_step;  /* current_step.value = global_step */
     /* without a cache: vae.encode(images).latent_dist.sample() * scaling, per batch */
     for (int i = 0; i < bsz && rc == 0 && !cached; i++)
         rc = encode_one(t, h, w, b.samples[i].pixels, b.latents + per * i, err);
