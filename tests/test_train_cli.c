@@ -255,6 +255,7 @@ static void test_refusals(const char *tmp) {
         {"", "occurs in no caption"},
         {"--save_state", "--save_state is not supported yet"},
         {"--resume somewhere", "--resume is not supported yet"},
+        {"--vae other.safetensors", "--vae is not supported yet"},
         {"--no_such_option 1", "no_such_option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

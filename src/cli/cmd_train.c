@@ -21,6 +21,8 @@ static LogLevel log_level_of(const char *name) {
 /* Accepted by train_options_finish (kohya has them) but not run by the training loop yet:
  * refused by name, never ignored. */
 static const char *const not_run_yet[] = {
+    "console_log_file",
+    "vae",
     "save_state",
     "save_state_on_train_end",
     "resume",
