@@ -18,6 +18,9 @@ static int check_required(const TrainOptions *o, Error *err) {
     if (o->optimizer.kind == OPTIMIZER_ADAFACTOR)
         return error_set(err, "--optimizer_type AdaFactor is not supported yet by sdti train "
                               "(it factors its state over kohya's whole embedding matrix)");
+    if (o->metadata_thumbnail && strncmp(o->metadata_thumbnail, "data:", 5) != 0)
+        return error_set(err, "--metadata_thumbnail with an image file is not supported yet by "
+                              "sdti train (kohya turns it into a data: URL); pass the data: URL");
     if (!o->debug_dataset && (!o->output_dir || !o->output_dir[0]))
         return error_set(err, "--output_dir is required (where the embedding is written)");
     if (!o->pretrained_model_name_or_path)
