@@ -194,6 +194,20 @@ static void test_dataset_toml(const char *tmp) {
     /* kohya's latent cache name: <image stem>_<WWWW>x<HHHH>_sd.npz */
     snprintf(path, sizeof path, "%s/img0_0064x0064_sd.npz", dir);
     CHECKF(exists(path), "%s missing", path);
+
+    /* Adafactor steps kohya's whole embedding matrix (its factored statistics mix rows) */
+    snprintf(out, sizeof out, "%s/out-adafactor", tmp);
+    snprintf(args, sizeof args,
+             "--dataset_config '%s' --token_string mytok --init_word cat "
+             "--num_vectors_per_token 2 --max_train_steps 3 --optimizer_type AdaFactor "
+             "--optimizer_args relative_step=False scale_parameter=False warmup_init=False "
+             "--learning_rate 1e-2 --output_dir '%s' --seed 1 --cache_latents",
+             toml, out);
+    rc = run_train(args, &log);
+    CHECKF(rc == 0, "sdti train --optimizer_type AdaFactor failed (%d): %s", rc, log ? log : "");
+    free(log);
+    snprintf(path, sizeof path, "%s/mytok.pt", out);
+    check_embedding(path, 2, 1e-3);
 }
 
 static void test_folders_cached(const char *tmp) {

@@ -15,9 +15,6 @@
 #include "train/trainer_internal.h"
 
 static int check_required(const TrainOptions *o, Error *err) {
-    if (o->optimizer.kind == OPTIMIZER_ADAFACTOR)
-        return error_set(err, "--optimizer_type AdaFactor is not supported yet by sdti train "
-                              "(it factors its state over kohya's whole embedding matrix)");
     if (o->metadata_thumbnail && strncmp(o->metadata_thumbnail, "data:", 5) != 0)
         return error_set(err, "--metadata_thumbnail with an image file is not supported yet by "
                               "sdti train (kohya turns it into a data: URL); pass the data: URL");
@@ -221,6 +218,8 @@ static void trainer_free(Trainer *t) {
     if (t->opt_made)
         optimizer_free(&t->opt);
     free(t->rows);
+    free(t->full);
+    free(t->orig);
     if (t->repl_made)
         caption_ti_replacements_free(&t->repl);
     for (size_t d = 0; d < t->dataset_count; d++)
@@ -250,17 +249,22 @@ static int optimizer_update(Trainer *t, float *grad, Error *err) {
         size_t size = (size_t)a->count * a->width;
         clip_grad_norm(&span, &size, 1, t->o->max_grad_norm);
     }
-    memset(grad, 0, sizeof(float) * (size_t)t->n_vec * t->width);
+    size_t w = (size_t)t->width;
+    memset(grad, 0, sizeof(float) * (size_t)t->param_rows * w);
     for (int j = 0; j < a->count; j++) {
-        int k = a->ids[j] - t->ti.ids[0];
-        if (k >= 0 && k < t->n_vec)
-            memcpy(grad + (size_t)k * t->width, a->rows + (size_t)j * a->width,
-                   sizeof(float) * (size_t)t->width);
+        int64_t k = a->ids[j] - t->first_param_id;
+        if (k >= 0 && k < t->param_rows)
+            memcpy(grad + (size_t)k * w, a->rows + (size_t)j * a->width, sizeof(float) * w);
     }
     a->count = 0;
     double lr = lr_scheduler_lr(&t->sched, t->global_step);
-    if (optimizer_step(&t->opt, t->rows, grad, lr, err) != 0)
+    if (optimizer_step(&t->opt, t->full ? t->full : t->rows, grad, lr, err) != 0)
         return -1;
+    if (t->full) {
+        size_t vocab = (size_t)t->first_param_id + (size_t)t->param_rows - (size_t)t->n_vec;
+        memcpy(t->rows, t->full + vocab * w, sizeof(float) * (size_t)t->n_vec * w);
+        memcpy(t->full, t->orig, sizeof(float) * vocab * w); /* kohya's restore */
+    }
     for (size_t i = 0; i < (size_t)t->n_vec * t->width; i++)
         if (!isfinite(t->rows[i]))
             return error_set(err,
@@ -284,7 +288,7 @@ static int train_loop(Trainer *t, Error *err) {
         total += t->datasets[d].batch_count;
     BatchRef *refs = malloc(sizeof *refs * total);
     int64_t *perm = malloc(sizeof *perm * total);
-    float *grad = malloc(sizeof(float) * (size_t)t->n_vec * t->width);
+    float *grad = malloc(sizeof(float) * (size_t)t->param_rows * t->width);
     if (!refs || !perm || !grad) {
         free(refs);
         free(perm);
@@ -375,7 +379,30 @@ static int setup_schedule(Trainer *t, Error *err) {
     ls.max_train_steps = t->max_train_steps;
     if (lr_scheduler_resolve(&t->sched, &ls, err) != 0)
         return -1;
-    int64_t shape[2] = {t->n_vec, t->width};
+    t->param_rows = t->n_vec;
+    t->first_param_id = t->ti.ids[0];
+    if (o->optimizer.kind == OPTIMIZER_ADAFACTOR) {
+        const NamedTensor *te = tensor_set_find(&t->mf.components[COMPONENT_TEXT_ENCODER],
+                                                "text_model.embeddings.token_embedding.weight");
+        size_t vocab = (size_t)t->ti.ids[0], w = (size_t)t->width;
+        if (!te || (size_t)tensor_numel(te) != vocab * w)
+            return error_set(err, "%s: the token embedding is not [%zu, %zu]", t->mf.path, vocab,
+                             w);
+        t->param_rows = (int64_t)vocab + t->n_vec;
+        t->first_param_id = 0;
+        t->full = malloc(sizeof(float) * (size_t)t->param_rows * w);
+        t->orig = malloc(sizeof(float) * vocab * w);
+        if (!t->full || !t->orig)
+            return error_set(err,
+                             "out of memory (Adafactor keeps kohya's whole %zu x %zu "
+                             "embedding matrix)",
+                             vocab + (size_t)t->n_vec, w);
+        if (tensor_to_f32(te, t->orig, err) != 0)
+            return -1;
+        memcpy(t->full, t->orig, sizeof(float) * vocab * w);
+        memcpy(t->full + vocab * w, t->rows, sizeof(float) * (size_t)t->n_vec * w);
+    }
+    int64_t shape[2] = {t->param_rows, t->width};
     if (optimizer_init(&t->opt, &o->optimizer, 2, shape, err) != 0)
         return -1;
     t->opt_made = true;

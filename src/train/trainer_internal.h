@@ -62,6 +62,12 @@ typedef struct Trainer {
     int width;  /* text encoder width */
     int n_vec;
     float *rows; /* [n_vec, width]: the trained rows */
+    /* The matrix the optimizer steps: the new rows alone (elementwise optimizers: the other
+     * rows' updates are undone by kohya's restore, so they are never made), or, for
+     * Adafactor, whose factored second moment mixes every row, kohya's whole embedding matrix
+     * [vocab + n_vec, width] (full), restored from orig after every step. */
+    int64_t param_rows, first_param_id;
+    float *full, *orig;
     NoiseSchedule schedule;
     TorchGenerator g; /* torch's global generator */
     PyRandom py;      /* Python's global `random` */
