@@ -23,11 +23,6 @@ static LogLevel log_level_of(const char *name) {
 static const char *const not_run_yet[] = {
     "console_log_file",
     "vae",
-    "save_state",
-    "save_state_on_train_end",
-    "resume",
-    "save_last_n_epochs_state",
-    "save_last_n_steps_state",
     "logging_dir",
     "log_with",
     "log_prefix",

@@ -308,24 +308,42 @@ static int train_loop(Trainer *t, Error *err) {
     }
     log_info("%zu batches per epoch, %lld optimizer steps per epoch, %d epochs, %lld steps", total,
              (long long)per_epoch, t->epochs, (long long)t->max_train_steps);
+    t->perm = perm;
+    t->perm_total = total;
+    int first_epoch = 0;
+    size_t start = 0; /* batches of first_epoch already done (a resumed state) */
+    int rc = 0;
+    if (o->resume)
+        rc = trainer_state_load(t, o->resume, perm, total, &first_epoch, &start, err);
+    bool save_state = o->save_state;
+    bool end_state = o->save_state || o->save_state_on_train_end;
+    int end_epoch = 0; /* where the run stops, for the train-end state */
+    size_t end_pos = 0;
     Progress p;
     progress_init(&p);
-    int rc = 0;
-    for (t->epoch = 0; t->epoch < t->epochs && rc == 0; t->epoch++) {
+    for (t->epoch = first_epoch; t->epoch < t->epochs && rc == 0; t->epoch++) {
+        end_epoch = t->epoch;
+        end_pos = start;
+        if (t->global_step >= t->max_train_steps)
+            break; /* a resumed state already at the end */
         /* the DataLoader draws its base seed and its sampler's seed from torch's global
          * generator, then randperm (the epoch's reshuffle happens in trainer_micro_step, where
-         * kohya's collator does it) */
-        (void)torch_random_int64(&t->g);
-        TorchGenerator sampler;
-        torch_rng_init(&sampler, (uint64_t)torch_random_int64(&t->g));
-        sampler.kernel = t->g.kernel;
-        if (torch_randperm(&sampler, (int64_t)total, perm, err) != 0) {
-            rc = -1;
-            break;
+         * kohya's collator does it); a state saved inside the epoch holds that order */
+        if (start == 0) {
+            (void)torch_random_int64(&t->g);
+            TorchGenerator sampler;
+            torch_rng_init(&sampler, (uint64_t)torch_random_int64(&t->g));
+            sampler.kernel = t->g.kernel;
+            if (torch_randperm(&sampler, (int64_t)total, perm, err) != 0) {
+                rc = -1;
+                break;
+            }
         }
         p.loss_sum = 0;
         p.loss_count = 0;
-        for (size_t k = 0; k < total && rc == 0; k++) {
+        size_t k0 = start;
+        start = 0;
+        for (size_t k = k0; k < total && rc == 0; k++) {
             const BatchRef *r = &refs[perm[k]];
             float loss = 0;
             rc = trainer_micro_step(t, r->dataset, r->batch, (float)(1.0 / (double)accum), &loss,
@@ -334,6 +352,7 @@ static int train_loop(Trainer *t, Error *err) {
                 break;
             p.loss_sum += loss;
             p.loss_count++;
+            end_pos = k + 1;
             if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum))
                 continue;
             rc = optimizer_update(t, grad, err);
@@ -341,23 +360,35 @@ static int train_loop(Trainer *t, Error *err) {
                 break;
             progress_update(&p, t, false);
             if (o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
-                t->global_step % o->save_every_n_steps == 0)
+                t->global_step % o->save_every_n_steps == 0) {
                 rc = trainer_save_step(t, err);
+                if (rc == 0 && save_state)
+                    rc = trainer_state_save_step(t, k + 1, err);
+            }
             if (t->global_step >= t->max_train_steps)
                 break;
         }
         if (rc == 0 && t->global_step >= t->max_train_steps)
             break;
+        end_epoch = t->epoch + 1;
+        end_pos = 0;
         if (rc == 0 && save_epochs > 0 && (t->epoch + 1) % save_epochs == 0 &&
-            t->epoch + 1 < t->epochs)
+            t->epoch + 1 < t->epochs) {
             rc = trainer_save_epoch(t, t->epoch + 1, save_epochs, err);
+            if (rc == 0 && save_state)
+                rc = trainer_state_save_epoch(t, t->epoch + 1, save_epochs, err);
+        }
     }
     if (t->epoch >= t->epochs)
         t->epoch = t->epochs - 1;
+    /* kohya saves the train-end state before the final model */
+    if (rc == 0 && end_state)
+        rc = trainer_state_save_end(t, end_epoch, end_pos, err);
     if (rc == 0) {
         progress_update(&p, t, true);
         rc = trainer_save(t, t->output_name, err);
     }
+    t->perm = NULL;
     free(refs);
     free(perm);
     free(grad);

@@ -87,6 +87,8 @@ typedef struct Trainer {
     int64_t dataset_step, shared_step;
     int epoch; /* 0-based */
     int epochs;
+    int64_t *perm;     /* the current epoch's batch order [perm_total] (for --save_state) */
+    size_t perm_total; /* batches per epoch */
     const char *output_name;
     char last_saved[4096];
 } Trainer;
@@ -111,6 +113,18 @@ int trainer_save(Trainer *t, const char *name, Error *err);
  * --save_last_n_epochs / --save_last_n_steps no longer keep is removed. */
 int trainer_save_epoch(Trainer *t, int epoch_number, int save_every_n_epochs, Error *err);
 int trainer_save_step(Trainer *t, Error *err);
+
+/* trainer_state.c: --save_state / --resume. A state is the position before batch `position`
+ * of epoch `epoch` (0-based; position 0: the epoch has not started, its order is drawn anew). */
+int trainer_state_save(Trainer *t, const char *name, int epoch, size_t position, Error *err);
+/* kohya's folder names and removals (--save_last_n_*_state, else --save_last_n_*). */
+int trainer_state_save_step(Trainer *t, size_t position, Error *err);
+int trainer_state_save_epoch(Trainer *t, int epoch_number, int save_every_n_epochs, Error *err);
+int trainer_state_save_end(Trainer *t, int epoch, size_t position, Error *err);
+/* Restores rows, optimizer, step counters, RNGs and the datasets' orders from `dir` (after
+ * setup, latent caching included); the epoch order goes to perm[total] when position > 0. */
+int trainer_state_load(Trainer *t, const char *dir, int64_t *perm, size_t total, int *epoch,
+                       size_t *position, Error *err);
 
 typedef struct Progress {
     double start, last_print;
