@@ -7,7 +7,8 @@
  * of the DataLoader order, AdamW's moments, a warm-up schedule, 2 epochs of 4 batches.
  *   uninterrupted: 6 steps, --save_every_n_steps 3 --save_every_n_epochs 1 --save_state;
  *   resumed from its step-3 state (inside epoch 1) and from its epoch-1 state (a boundary);
- *   a run stopped by --max_train_steps 3 with --save_state_on_train_end, resumed to 6.
+ *   a run stopped by --max_train_steps 3 with --save_state_on_train_end, resumed to 6;
+ *   Adafactor with gradient accumulation and cached latents, resumed inside an epoch.
  * Also: the state folders kohya's names give, no temporary folder left, --save_last_n_steps_state
  * removing the old state, and --resume of a folder without an sdti state refused. */
 #define _POSIX_C_SOURCE 200809L
@@ -195,6 +196,22 @@ int main(void) {
     train_ok(data, out, extra);
     snprintf(b, sizeof b, "%s/full.pt", out);
     CHECKF(same_bytes(full_pt, b), "stopped and resumed: %s differs from %s", b, full_pt);
+
+    /* Adafactor (kohya's whole matrix, relative step) with gradient accumulation over 2
+     * batches and cached latents, resumed from its step-1 state (2 of the epoch's 4 batches done)
+     */
+    const char *ada = "--optimizer_type AdaFactor --gradient_accumulation_steps 2 "
+                      "--cache_latents --max_train_steps 4 --output_name ada --lr_warmup_steps 0";
+    snprintf(out, sizeof out, "%s/ada", tmp);
+    snprintf(extra, sizeof extra, "%s --save_every_n_steps 1 --save_state", ada);
+    train_ok(data, out, extra);
+    char ada_pt[1400];
+    snprintf(ada_pt, sizeof ada_pt, "%s/ada.pt", out);
+    snprintf(out, sizeof out, "%s/ada-res", tmp);
+    snprintf(extra, sizeof extra, "%s --resume '%s/ada/ada-step00000001-state'", ada, tmp);
+    train_ok(data, out, extra);
+    snprintf(b, sizeof b, "%s/ada.pt", out);
+    CHECKF(same_bytes(ada_pt, b), "Adafactor resumed: %s differs from %s", b, ada_pt);
 
     /* --save_last_n_steps_state 1: at step 4 the state of step 2 goes (kohya's arithmetic);
      * no temporary folder is left behind; names from the default --output_name (the token string)
