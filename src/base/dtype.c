@@ -7,11 +7,11 @@ static const struct {
     const char *display;
     size_t size;
 } DTYPE_TABLE[DTYPE_COUNT] = {
-    [DTYPE_BOOL] = {"BOOL", "bool", 1},     [DTYPE_U8] = {"U8", "uint8", 1},
-    [DTYPE_I8] = {"I8", "int8", 1},         [DTYPE_I16] = {"I16", "int16", 2},
-    [DTYPE_I32] = {"I32", "int32", 4},      [DTYPE_I64] = {"I64", "int64", 8},
-    [DTYPE_F16] = {"F16", "float16", 2},    [DTYPE_BF16] = {"BF16", "bfloat16", 2},
-    [DTYPE_F32] = {"F32", "float32", 4},    [DTYPE_F64] = {"F64", "float64", 8},
+    [DTYPE_BOOL] = {"BOOL", "bool", 1},  [DTYPE_U8] = {"U8", "uint8", 1},
+    [DTYPE_I8] = {"I8", "int8", 1},      [DTYPE_I16] = {"I16", "int16", 2},
+    [DTYPE_I32] = {"I32", "int32", 4},   [DTYPE_I64] = {"I64", "int64", 8},
+    [DTYPE_F16] = {"F16", "float16", 2}, [DTYPE_BF16] = {"BF16", "bfloat16", 2},
+    [DTYPE_F32] = {"F32", "float32", 4}, [DTYPE_F64] = {"F64", "float64", 8},
 };
 
 size_t dtype_size(DType dtype) {

@@ -119,8 +119,8 @@ int atomic_file_commit(AtomicFile *af, Error *err) {
         rc = error_set(err, "%s: close failed: %s", af->final_path, strerror(errno));
     af->fp = NULL;
     if (rc == 0 && rename(af->temp_path, af->final_path) != 0)
-        rc = error_set(err, "%s: cannot rename the finished file into place: %s",
-                       af->final_path, strerror(errno));
+        rc = error_set(err, "%s: cannot rename the finished file into place: %s", af->final_path,
+                       strerror(errno));
     if (rc != 0) {
         atomic_file_abort(af);
         return rc;

@@ -45,7 +45,7 @@ typedef struct TensorSet {
     size_t meta_count, meta_capacity;
     TensorBacking *backings;
     size_t backing_count, backing_capacity;
-    size_t *index;   /* open-addressing hash of item positions + 1 (0 = empty) */
+    size_t *index; /* open-addressing hash of item positions + 1 (0 = empty) */
     size_t index_capacity;
 } TensorSet;
 

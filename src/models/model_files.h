@@ -23,15 +23,15 @@ typedef struct ModelOpenOptions {
 } ModelOpenOptions;
 
 typedef struct ModelFiles {
-    char *requested;          /* what the user gave */
-    char *path;               /* the file or folder actually read */
+    char *requested; /* what the user gave */
+    char *path;      /* the file or folder actually read */
     ModelLayout layout;
-    TensorSet raw;            /* LDM: the whole checkpoint; owns the bytes components point at */
+    TensorSet raw; /* LDM: the whole checkpoint; owns the bytes components point at */
     TensorSet components[COMPONENT_COUNT];
-    KeymapReport report;      /* LDM: unexpected and ignored keys */
+    KeymapReport report; /* LDM: unexpected and ignored keys */
     ModelConfig config;
-    char *yaml_path;          /* LDM: the .yaml read beside the checkpoint, if any */
-    char *tokenizer_dir;      /* diffusers: its tokenizer/ folder, if present */
+    char *yaml_path;                        /* LDM: the .yaml read beside the checkpoint, if any */
+    char *tokenizer_dir;                    /* diffusers: its tokenizer/ folder, if present */
     char *component_files[COMPONENT_COUNT]; /* diffusers: the weight file (or index) read */
 } ModelFiles;
 
