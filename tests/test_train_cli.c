@@ -14,86 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include "models/model_files.h"
 #include "test_util.h"
+#include "train_support.h"
 #include "text/embedding_file.h"
 #include "text/ti_tokens.h"
 #include "text/tokenizer.h"
 
-#define MODEL "models/sd1-tiny/ldm.safetensors"
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* One PNG chunk: length, type, data, CRC over type + data. */
-static size_t png_chunk(uint8_t *out, const char *type, const uint8_t *data, uint32_t len) {
-    put_be32(out, len);
-    memcpy(out + 4, type, 4);
-    if (len)
-        memcpy(out + 8, data, len);
-    put_be32(out + 8 + len, (uint32_t)crc32(0, out + 4, 4 + len));
-    return 12 + len;
-}
-
-/* A w x h RGB PNG with a pattern that depends on `seed`. */
-static int write_png(const char *path, int w, int h, unsigned seed) {
-    size_t raw_len = (size_t)h * (1 + 3 * (size_t)w);
-    uint8_t *raw = malloc(raw_len);
-    uLongf zlen = compressBound(raw_len);
-    uint8_t *z = malloc(zlen), *file = malloc(zlen + 128);
-    int rc = -1;
-    if (!raw || !z || !file)
-        goto done;
-    uint32_t s = seed * 2654435761u + 1;
-    for (int y = 0; y < h; y++) {
-        uint8_t *row = raw + (size_t)y * (1 + 3 * (size_t)w);
-        row[0] = 0;
-        for (int x = 0; x < w; x++) {
-            s = s * 1664525u + 1013904223u;
-            row[1 + 3 * x] = (uint8_t)(x * 4 + seed * 40);
-            row[2 + 3 * x] = (uint8_t)(y * 4);
-            row[3 + 3 * x] = (uint8_t)(s >> 24);
-        }
-    }
-    if (compress(z, &zlen, raw, raw_len) != Z_OK)
-        goto done;
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    uint8_t ihdr[13] = {0};
-    put_be32(ihdr, (uint32_t)w);
-    put_be32(ihdr + 4, (uint32_t)h);
-    ihdr[8] = 8; /* bit depth */
-    ihdr[9] = 2; /* RGB */
-    size_t n = 8;
-    memcpy(file, sig, 8);
-    n += png_chunk(file + n, "IHDR", ihdr, 13);
-    n += png_chunk(file + n, "IDAT", z, (uint32_t)zlen);
-    n += png_chunk(file + n, "IEND", NULL, 0);
-    rc = test_write_file(path, file, n);
-done:
-    free(raw);
-    free(z);
-    free(file);
-    return rc;
-}
-
-/* `count` images with captions in dir. */
-static void make_images(const char *dir, int count, const char *caption) {
-    char cmd[1200], path[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    CHECK(system(cmd) == 0);
-    for (int i = 0; i < count; i++) {
-        snprintf(path, sizeof path, "%s/img%d.png", dir, i);
-        CHECK(write_png(path, 64, 64, (unsigned)i) == 0);
-        snprintf(path, sizeof path, "%s/img%d.txt", dir, i);
-        CHECK(test_write_file(path, caption, strlen(caption)) == 0);
-    }
-}
+#define MODEL TRAIN_SUPPORT_MODEL
 
 static uint64_t file_hash(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -105,21 +34,6 @@ static uint64_t file_hash(const char *path) {
         h = (h ^ (uint8_t)c) * 1099511628211ull;
     fclose(f);
     return h;
-}
-
-static bool exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int run_train(const char *args, char **out) {
-    char cmd[16384];
-    /* passive OpenMP waits: the tiny model's layers are so small that spinning threads cost
-     * more than the work on a shared 2-core machine (0.07 s instead of 0.6 s per step) */
-    snprintf(cmd, sizeof cmd,
-             "OMP_WAIT_POLICY=passive '%s' train --pretrained_model_name_or_path '%s' %s",
-             getenv("SDTI_BIN"), test_fixture(MODEL), args);
-    return test_run(cmd, out);
 }
 
 /* The rows kohya starts from with --init_word cat, from the model's token embedding. */
@@ -167,7 +81,7 @@ static void check_embedding(const char *path, int n, double min_move) {
 static void test_dataset_toml(const char *tmp) {
     char dir[1024], toml[1024], out[1024], args[8192], path[1200];
     snprintf(dir, sizeof dir, "%s/images", tmp);
-    make_images(dir, 3, "a photo of mytok, outdoors");
+    train_support_make_images(dir, 3, "a photo of mytok, outdoors");
     snprintf(toml, sizeof toml, "%s/dataset.toml", tmp);
     char text[4096];
     snprintf(text, sizeof text,
@@ -184,7 +98,7 @@ static void test_dataset_toml(const char *tmp) {
              "--output_dir '%s' --save_model_as safetensors --seed 1 --cache_latents_to_disk",
              toml, out);
     char *log = NULL;
-    int rc = run_train(args, &log);
+    int rc = train_support_run(args, &log);
     CHECKF(rc == 0, "sdti train failed (%d): %s", rc, log ? log : "");
     CHECKF(log && strstr(log, "steps 3/3"), "no progress line: %s", log ? log : "");
     free(log);
@@ -193,7 +107,7 @@ static void test_dataset_toml(const char *tmp) {
     CHECK(file_hash(test_fixture(MODEL)) == model_before);
     /* kohya's latent cache name: <image stem>_<WWWW>x<HHHH>_sd.npz */
     snprintf(path, sizeof path, "%s/img0_0064x0064_sd.npz", dir);
-    CHECKF(exists(path), "%s missing", path);
+    CHECKF(train_support_exists(path), "%s missing", path);
 
     /* Adafactor steps kohya's whole embedding matrix (its factored statistics mix rows) */
     snprintf(out, sizeof out, "%s/out-adafactor", tmp);
@@ -203,7 +117,7 @@ static void test_dataset_toml(const char *tmp) {
              "--optimizer_args relative_step=False scale_parameter=False warmup_init=False "
              "--learning_rate 1e-2 --output_dir '%s' --seed 1 --cache_latents",
              toml, out);
-    rc = run_train(args, &log);
+    rc = train_support_run(args, &log);
     CHECKF(rc == 0, "sdti train --optimizer_type AdaFactor failed (%d): %s", rc, log ? log : "");
     free(log);
     snprintf(path, sizeof path, "%s/mytok.pt", out);
@@ -214,7 +128,7 @@ static void test_folders_cached(const char *tmp) {
     char root[1024], dir[1200], out[1024], args[8192], path[1400];
     snprintf(root, sizeof root, "%s/train", tmp);
     snprintf(dir, sizeof dir, "%s/2_mytok", root);
-    make_images(dir, 2, "mytok");
+    train_support_make_images(dir, 2, "mytok");
     snprintf(out, sizeof out, "%s/out-pt", tmp);
     /* 4 batches of 1 per epoch, an optimizer step every 2: 3 steps over 2 epochs */
     snprintf(args, sizeof args,
@@ -226,14 +140,15 @@ static void test_folders_cached(const char *tmp) {
              "--output_name emb --seed 7",
              root, out);
     char *log = NULL;
-    int rc = run_train(args, &log);
+    int rc = train_support_run(args, &log);
     CHECKF(rc == 0, "sdti train failed (%d): %s", rc, log ? log : "");
     free(log);
     /* kohya saves every multiple of --save_every_n_steps, the last step too, and with
      * --save_last_n_steps 1 removes step s - 2 at step s */
     for (int s = 1; s <= 3; s++) {
         snprintf(path, sizeof path, "%s/emb-step%08d.pt", out, s);
-        CHECKF(exists(path) == (s != 1), "%s: %s", path, s == 1 ? "not removed" : "missing");
+        CHECKF(train_support_exists(path) == (s != 1), "%s: %s", path,
+               s == 1 ? "not removed" : "missing");
     }
     snprintf(path, sizeof path, "%s/emb.pt", out);
     check_embedding(path, 3, 1e-3);
@@ -245,19 +160,19 @@ static void test_folders_cached(const char *tmp) {
              "--train_data_dir '%s' --caption_extension .txt --resolution 64 --token_string "
              "mytok --num_vectors_per_token 2 --debug_dataset --output_dir '%s' --seed 1",
              root, out);
-    rc = run_train(args, &log);
+    rc = train_support_run(args, &log);
     CHECKF(rc == 0 && log && strstr(log, "caption: mytok mytok1") &&
                strstr(log, "ids: 49408* 49409*"),
            "--debug_dataset (%d): %s", rc, log ? log : "");
     free(log);
     snprintf(path, sizeof path, "%s/mytok.pt", out);
-    CHECK(!exists(path));
+    CHECK(!train_support_exists(path));
 }
 
 static void test_refusals(const char *tmp) {
     char dir[1024], out[1024], args[8192], path[1200];
     snprintf(dir, sizeof dir, "%s/nocap/1_dog", tmp);
-    make_images(dir, 2, "a photo of a dog");
+    train_support_make_images(dir, 2, "a photo of a dog");
     snprintf(dir, sizeof dir, "%s/nocap", tmp);
     snprintf(out, sizeof out, "%s/out-err", tmp);
     const char *base = "--train_data_dir '%s' --caption_extension .txt --resolution 64 "
@@ -274,7 +189,7 @@ static void test_refusals(const char *tmp) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(args, sizeof args, base, dir, out, cases[i].extra);
         char *log = NULL;
-        int rc = run_train(args, &log);
+        int rc = train_support_run(args, &log);
         CHECKF(rc != 0 && log && strstr(log, cases[i].needle), "'%s': rc %d, want '%s' in: %s",
                cases[i].extra, rc, cases[i].needle, log ? log : "");
         free(log);
@@ -283,11 +198,11 @@ static void test_refusals(const char *tmp) {
     snprintf(dir, sizeof dir, "%s/train", tmp);
     snprintf(args, sizeof args, base, dir, out, "--learning_rate 1e38");
     char *log = NULL;
-    int rc = run_train(args, &log);
+    int rc = train_support_run(args, &log);
     CHECKF(rc != 0 && log && strstr(log, "NaN or Inf"), "rc %d: %s", rc, log ? log : "");
     free(log);
     snprintf(path, sizeof path, "%s/mytok.pt", out);
-    CHECKF(!exists(path), "%s written after the rows became Inf", path);
+    CHECKF(!train_support_exists(path), "%s written after the rows became Inf", path);
 }
 
 int main(void) {

@@ -17,95 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include "test_util.h"
+#include "train_support.h"
 
-#define MODEL "models/sd1-tiny/ldm.safetensors"
-
-static void put_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* One PNG chunk: length, type, data, CRC over type + data. */
-static size_t png_chunk(uint8_t *out, const char *type, const uint8_t *data, uint32_t len) {
-    put_be32(out, len);
-    memcpy(out + 4, type, 4);
-    if (len)
-        memcpy(out + 8, data, len);
-    put_be32(out + 8 + len, (uint32_t)crc32(0, out + 4, 4 + len));
-    return 12 + len;
-}
-
-/* A w x h RGB PNG with a pattern that depends on `seed`. */
-static int write_png(const char *path, int w, int h, unsigned seed) {
-    size_t raw_len = (size_t)h * (1 + 3 * (size_t)w);
-    uint8_t *raw = malloc(raw_len);
-    uLongf zlen = compressBound(raw_len);
-    uint8_t *z = malloc(zlen), *file = malloc(zlen + 128);
-    int rc = -1;
-    if (!raw || !z || !file)
-        goto done;
-    uint32_t s = seed * 2654435761u + 1;
-    for (int y = 0; y < h; y++) {
-        uint8_t *row = raw + (size_t)y * (1 + 3 * (size_t)w);
-        row[0] = 0;
-        for (int x = 0; x < w; x++) {
-            s = s * 1664525u + 1013904223u;
-            row[1 + 3 * x] = (uint8_t)(x * 4 + seed * 40);
-            row[2 + 3 * x] = (uint8_t)(y * 4);
-            row[3 + 3 * x] = (uint8_t)(s >> 24);
-        }
-    }
-    if (compress(z, &zlen, raw, raw_len) != Z_OK)
-        goto done;
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    uint8_t ihdr[13] = {0};
-    put_be32(ihdr, (uint32_t)w);
-    put_be32(ihdr + 4, (uint32_t)h);
-    ihdr[8] = 8; /* bit depth */
-    ihdr[9] = 2; /* RGB */
-    size_t n = 8;
-    memcpy(file, sig, 8);
-    n += png_chunk(file + n, "IHDR", ihdr, 13);
-    n += png_chunk(file + n, "IDAT", z, (uint32_t)zlen);
-    n += png_chunk(file + n, "IEND", NULL, 0);
-    rc = test_write_file(path, file, n);
-done:
-    free(raw);
-    free(z);
-    free(file);
-    return rc;
-}
-
-/* `count` images with captions in dir. */
-static void make_images(const char *dir, int count, const char *caption) {
-    char cmd[1200], path[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    CHECK(system(cmd) == 0);
-    for (int i = 0; i < count; i++) {
-        snprintf(path, sizeof path, "%s/img%d.png", dir, i);
-        CHECK(write_png(path, 64, 64, (unsigned)i) == 0);
-        snprintf(path, sizeof path, "%s/img%d.txt", dir, i);
-        CHECK(test_write_file(path, caption, strlen(caption)) == 0);
-    }
-}
-
-static bool exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int run_train(const char *args, char **out) {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd,
-             "OMP_WAIT_POLICY=passive '%s' train --pretrained_model_name_or_path '%s' %s",
-             getenv("SDTI_BIN"), test_fixture(MODEL), args);
-    return test_run(cmd, out);
-}
+#define MODEL TRAIN_SUPPORT_MODEL
 
 static bool same_bytes(const char *a, const char *b) {
     char *da = NULL, *db = NULL;
@@ -144,7 +60,7 @@ static void train_ok(const char *data, const char *out, const char *extra) {
     char args[8192];
     snprintf(args, sizeof args, BASE, data, out, extra);
     char *log = NULL;
-    int rc = run_train(args, &log);
+    int rc = train_support_run(args, &log);
     CHECKF(rc == 0, "sdti train %s failed (%d): %s", extra, rc, log ? log : "");
     free(log);
 }
@@ -155,7 +71,7 @@ int main(void) {
     char tmp[512], data[1024], dir[1024], out[1024], extra[4096], a[1400], b[1400];
     snprintf(tmp, sizeof tmp, "%s", test_tmp_dir("train_resume"));
     snprintf(dir, sizeof dir, "%s/data/1_thing", tmp);
-    make_images(dir, 4, "mytok, a red thing, on a table, photo");
+    train_support_make_images(dir, 4, "mytok, a red thing, on a table, photo");
     snprintf(data, sizeof data, "%s/data", tmp);
 
     /* the uninterrupted run */
@@ -167,13 +83,13 @@ int main(void) {
                                  "full-000001-state", "full-state"};
     for (size_t i = 0; i < sizeof expect_dirs / sizeof *expect_dirs; i++) {
         snprintf(a, sizeof a, "%s/%s/state.safetensors", out, expect_dirs[i]);
-        CHECKF(exists(a), "%s missing", a);
+        CHECKF(train_support_exists(a), "%s missing", a);
         snprintf(a, sizeof a, "%s/%s/state.json", out, expect_dirs[i]);
-        CHECKF(exists(a), "%s missing", a);
+        CHECKF(train_support_exists(a), "%s missing", a);
     }
     char full_pt[1400];
     snprintf(full_pt, sizeof full_pt, "%s/full.pt", out);
-    CHECK(exists(full_pt));
+    CHECK(train_support_exists(full_pt));
 
     /* resumed inside epoch 1 (after step 3 of 4 batches) and at the epoch boundary */
     const char *from[] = {"full-step00000003-state", "full-000001-state"};
@@ -190,7 +106,7 @@ int main(void) {
     snprintf(out, sizeof out, "%s/part", tmp);
     train_ok(data, out, "--max_train_steps 3 --save_state_on_train_end --output_name full");
     snprintf(a, sizeof a, "%s/full-state/state.safetensors", out);
-    CHECKF(exists(a), "%s missing", a);
+    CHECKF(train_support_exists(a), "%s missing", a);
     snprintf(extra, sizeof extra, "--max_train_steps 6 --output_name full --resume '%s/full-state'",
              out);
     train_ok(data, out, extra);
@@ -220,11 +136,11 @@ int main(void) {
     train_ok(data, out,
              "--max_train_steps 4 --save_every_n_steps 2 --save_state --save_last_n_steps_state 1");
     snprintf(a, sizeof a, "%s/mytok-step00000002-state", out);
-    CHECKF(!exists(a), "%s kept", a);
+    CHECKF(!train_support_exists(a), "%s kept", a);
     snprintf(a, sizeof a, "%s/mytok-step00000004-state/state.safetensors", out);
-    CHECKF(exists(a), "%s missing", a);
+    CHECKF(train_support_exists(a), "%s missing", a);
     snprintf(a, sizeof a, "%s/mytok-state/state.safetensors", out);
-    CHECKF(exists(a), "%s missing", a);
+    CHECKF(train_support_exists(a), "%s missing", a);
     snprintf(a, sizeof a, "ls '%s' | grep -c tmp", out);
     char *ls = NULL;
     test_run(a, &ls);
@@ -238,7 +154,7 @@ int main(void) {
     char args[8192];
     snprintf(args, sizeof args, BASE, data, out, extra);
     char *log = NULL;
-    int rc = run_train(args, &log);
+    int rc = train_support_run(args, &log);
     CHECKF(rc != 0 && log && strstr(log, "not a state sdti saved"), "rc %d: %s", rc,
            log ? log : "");
     free(log);
