@@ -66,16 +66,10 @@ int cmd_convert(int argc, char **argv) {
                        2};
     const char *positional[2];
     int npos;
-    bool help;
     Error err = {{0}};
-    if (options_parse(&cmd, argc, argv, positional, &npos, &help, &err) != 0) {
-        fprintf(stderr, "%s\n", err.message);
-        return 2;
-    }
-    if (help) {
-        options_print_help(&cmd);
-        return 0;
-    }
+    int parse_exit;
+    if (!options_parse_command(&cmd, argc, argv, positional, &npos, &parse_exit))
+        return parse_exit;
     const char *in = positional[0], *out = positional[1];
     bool st = path_has_suffix(out, ".safetensors");
     bool torch = path_has_suffix(out, ".pt") || path_has_suffix(out, ".ckpt") ||

@@ -92,17 +92,11 @@ int cmd_forward(int argc, char **argv) {
                        (int)(sizeof options / sizeof options[0]),
                        0,
                        0};
-    bool help;
     int npos;
     Error err = {{0}};
-    if (options_parse(&cmd, argc, argv, NULL, &npos, &help, &err) != 0) {
-        fprintf(stderr, "%s\n", err.message);
-        return 2;
-    }
-    if (help) {
-        options_print_help(&cmd);
-        return 0;
-    }
+    int parse_exit;
+    if (!options_parse_command(&cmd, argc, argv, NULL, &npos, &parse_exit))
+        return parse_exit;
     const char *missing = !args.model       ? "--model"
                           : !args.component ? "--component"
                           : !args.inputs    ? "--inputs"

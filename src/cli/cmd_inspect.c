@@ -157,16 +157,10 @@ int cmd_inspect(int argc, char **argv) {
                        1};
     const char *positional[1];
     int npos;
-    bool help;
     Error err = {{0}};
-    if (options_parse(&cmd, argc, argv, positional, &npos, &help, &err) != 0) {
-        fprintf(stderr, "%s\n", err.message);
-        return 2;
-    }
-    if (help) {
-        options_print_help(&cmd);
-        return 0;
-    }
+    int parse_exit;
+    if (!options_parse_command(&cmd, argc, argv, positional, &npos, &parse_exit))
+        return parse_exit;
     int exit_code;
     Error emb_err;
     if (inspect_embedding(positional[0], &emb_err, &exit_code))

@@ -151,3 +151,20 @@ void string_list_free(StringList *list) {
     list->items = NULL;
     list->count = 0;
 }
+
+bool options_parse_command(CommandSpec *cmd, int argc, char **argv, const char **positional,
+                           int *positional_count, int *exit_code) {
+    bool help = false;
+    Error err = {{0}};
+    if (options_parse(cmd, argc, argv, positional, positional_count, &help, &err) != 0) {
+        fprintf(stderr, "%s\n", err.message);
+        *exit_code = 2;
+        return false;
+    }
+    if (help) {
+        options_print_help(cmd);
+        *exit_code = 0;
+        return false;
+    }
+    return true;
+}

@@ -43,6 +43,11 @@ typedef struct CommandSpec {
 int options_parse(CommandSpec *cmd, int argc, char **argv, const char **positional,
                   int *positional_count, bool *wants_help, Error *err);
 void options_print_help(const CommandSpec *cmd);
+/* options_parse plus what every command does with its outcome: a parse error is printed to
+ * stderr (exit code 2), --help prints the help (exit code 0). Returns true when the command
+ * should go on; otherwise the command returns *exit_code. */
+bool options_parse_command(CommandSpec *cmd, int argc, char **argv, const char **positional,
+                           int *positional_count, int *exit_code);
 void string_list_free(StringList *list);
 
 #endif
