@@ -213,6 +213,17 @@ int latent_cache_is_valid(const char *path, int bucket_w, int bucket_h, bool fli
     return 0;
 }
 
+bool latent_cache_entry_fits(const LatentCacheEntry *e, int channels, int latent_h, int latent_w,
+                             bool flip_aug, bool alpha_mask, int bucket_w, int bucket_h) {
+    if (!e->latents || e->channels != channels || e->height != latent_h || e->width != latent_w)
+        return false;
+    if (flip_aug && !e->latents_flipped)
+        return false;
+    if (alpha_mask)
+        return e->alpha_mask && e->mask_height == bucket_h && e->mask_width == bucket_w;
+    return e->alpha_mask == NULL;
+}
+
 static int copy_floats(const char *path, const NpyArray *a, float **out, Error *err) {
     size_t n = a->nbytes / descr_size(a->descr);
     *out = malloc(sizeof(float) * (n ? n : 1));

@@ -40,6 +40,12 @@ int latent_cache_is_valid(const char *path, int bucket_w, int bucket_h, bool fli
                           bool alpha_mask, bool *valid, Error *err);
 
 int latent_cache_read(const char *path, LatentCacheEntry *out, Error *err);
+
+/* latent_cache_is_valid's conditions on an entry already read, for a VAE of any downscale
+ * factor: latents of [channels, latent_h, latent_w], mirrored ones when flip_aug, an alpha
+ * mask exactly when alpha_mask (of the bucket's pixel size). */
+bool latent_cache_entry_fits(const LatentCacheEntry *e, int channels, int latent_h, int latent_w,
+                             bool flip_aug, bool alpha_mask, int bucket_w, int bucket_h);
 int latent_cache_write(const char *path, const LatentCacheEntry *entry, Error *err);
 void latent_cache_entry_free(LatentCacheEntry *entry);
 

@@ -86,9 +86,7 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
         npz = latent_cache_path(im->path, im->width, im->height);
         if (!npz)
             return error_set(err, "out of memory");
-        /* kohya's validity check (latent_cache_is_valid) assumes the VAE's factor of 8; the
-         * same conditions for any factor: latents of this bucket's latent size, the mirrored
-         * ones with flip_aug, no alpha mask */
+        /* kohya's conditions (latent_cache_is_valid), for this VAE's downscale factor */
         bool valid = false;
         LatentCacheEntry e;
         memset(&e, 0, sizeof e);
@@ -99,8 +97,8 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
             }
             int lh, lw;
             vae_latent_size(&t->vae.cfg, h, w, &lh, &lw);
-            valid = e.channels == t->vae.cfg.latent_channels && e.height == lh && e.width == lw &&
-                    (!s->flip_aug || e.latents_flipped) && !e.alpha_mask;
+            valid = latent_cache_entry_fits(&e, t->vae.cfg.latent_channels, lh, lw, s->flip_aug,
+                                            false, w, h);
         }
         if (valid) {
             c->latents = e.latents;
