@@ -23,7 +23,8 @@ typedef struct Fixture {
     TensorSet set;
     cJSON *cases;
     size_t n;
-    float model_a, model_b;
+    float model_a;
+    double model_b; /* a Python float: t * b is computed in double, then rounded */
     TorchNormalKernel kernel;
     const float *c;
 } Fixture;
@@ -62,7 +63,7 @@ static int fixture_open(Fixture *f) {
     }
     f->cases = cJSON_Parse(cases);
     f->model_a = (float)strtod(a, NULL);
-    f->model_b = (float)strtod(b, NULL);
+    f->model_b = strtod(b, NULL);
     CHECK_OK(torch_rng_kernel_from_name(kernel, &f->kernel, &err), &err);
     f->c = tensor(f, "model", "c", &f->n);
     return f->cases && f->c ? 0 : -1;
