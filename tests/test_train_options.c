@@ -215,8 +215,8 @@ static void test_bad_values(void) {
          "--face_crop_aug_range is not supported yet by sdti"},
         {{"--conditioning_data_dir", "masks"}, 2, "--conditioning_data_dir is not supported yet"},
         {{"--huggingface_repo_id", "a/b"}, 2, "--huggingface_repo_id is not supported yet"},
-        {{"--use_8bit_adam"}, 1, "--use_8bit_adam is not supported yet by sdti"},
-        {{"--optimizer_type", "AdamW8bit"}, 2, "--optimizer_type AdamW8bit is not supported yet"},
+        {{"--optimizer_type", "PagedAdamW8bit"}, 2, "PagedAdamW8bit is not supported"},
+        {{"--use_8bit_adam", "--optimizer_type", "Lion"}, 3, "--use_8bit_adam and"},
         {{"--optimizer_type", "Prodigy"}, 2, "--optimizer_type Prodigy is not supported yet"},
         {{"--log_with", "wandb"}, 2, "--log_with wandb is not supported yet"},
         {{"--sample_prompts", "p.txt"}, 2, "--sample_prompts is not supported yet"},
@@ -235,7 +235,7 @@ static void test_bad_values(void) {
         {{"--lr_scheduler", "cosine_annealing"}, 2, "'cosine_annealing'"},
         {{"--optimizer_args", "betas=0.9"}, 2, "two numbers"},
         {{"--fused_backward_pass"}, 1, "only works with optimizer_type Adafactor"},
-        {{"--use_8bit_adam", "--use_lion_optimizer"}, 2, "not supported yet"},
+        {{"--use_8bit_adam", "--use_lion_optimizer"}, 2, "are both given"},
         {{"--loss_type", "huber", "--huber_c", "0"}, 4, "--huber_c must be above 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

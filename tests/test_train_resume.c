@@ -8,7 +8,8 @@
  *   uninterrupted: 6 steps, --save_every_n_steps 3 --save_every_n_epochs 1 --save_state;
  *   resumed from its step-3 state (inside epoch 1) and from its epoch-1 state (a boundary);
  *   a run stopped by --max_train_steps 3 with --save_state_on_train_end, resumed to 6;
- *   Adafactor with gradient accumulation and cached latents, resumed inside an epoch.
+ *   Adafactor with gradient accumulation and cached latents, resumed inside an epoch;
+ *   AdamW8bit (bitsandbytes' 8-bit block state, saved as its bytes), resumed inside an epoch.
  * Also: the state folders kohya's names give, no temporary folder left, --save_last_n_steps_state
  * removing the old state, and --resume of a folder without an sdti state refused. */
 #define _POSIX_C_SOURCE 200809L
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formats/safetensors.h"
 #include "test_util.h"
 #include "train_support.h"
 
@@ -128,6 +130,31 @@ int main(void) {
     train_ok(data, out, extra);
     snprintf(b, sizeof b, "%s/ada.pt", out);
     CHECKF(same_bytes(ada_pt, b), "Adafactor resumed: %s differs from %s", b, ada_pt);
+
+    /* AdamW8bit: the state holds bitsandbytes' bytes (kohya's whole matrix has >= 4096
+     * elements, so the state is 8-bit even for 2 rows of the tiny model's width 8) */
+    const char *q8 = "--optimizer_type AdamW8bit --optimizer_args weight_decay=0.1 "
+                     "--max_train_steps 5 --output_name q8";
+    snprintf(out, sizeof out, "%s/q8", tmp);
+    snprintf(extra, sizeof extra, "%s --save_every_n_steps 2 --save_state", q8);
+    train_ok(data, out, extra);
+    char q8_pt[1400];
+    snprintf(q8_pt, sizeof q8_pt, "%s/q8.pt", out);
+    snprintf(a, sizeof a, "%s/q8-step00000002-state/state.safetensors", out);
+    TensorSet st;
+    tensor_set_init(&st);
+    Error err = {0};
+    CHECK_OK(safetensors_open(a, &st, &err), &err);
+    const NamedTensor *s1 = tensor_set_find(&st, "optimizer.state1");
+    const NamedTensor *m2 = tensor_set_find(&st, "optimizer.absmax2");
+    CHECKF(s1 && s1->dtype == DTYPE_U8 && s1->nbytes == 2 * 8 && m2 && m2->nbytes == 4,
+           "%s: no 8-bit optimizer state of 2 x 8 values in one block", a);
+    tensor_set_free(&st);
+    snprintf(out, sizeof out, "%s/q8-res", tmp);
+    snprintf(extra, sizeof extra, "%s --resume '%s/q8/q8-step00000002-state'", q8, tmp);
+    train_ok(data, out, extra);
+    snprintf(b, sizeof b, "%s/q8.pt", out);
+    CHECKF(same_bytes(q8_pt, b), "AdamW8bit resumed: %s differs from %s", b, q8_pt);
 
     /* --save_last_n_steps_state 1: at step 4 the state of step 2 goes (kohya's arithmetic);
      * no temporary folder is left behind; names from the default --output_name (the token string)

@@ -376,10 +376,10 @@ const TrainOptionDef train_option_defs[] = {
      TRAIN_OPT_NO_EFFECT, "DeepSpeed fp16 master weights"},
     {"optimizer_type", OPT_STRING, offsetof(TrainOptions, optimizer_type), TRAIN_OPTION_NO_HAS, "",
      NULL, TRAIN_OPT_SUPPORTED,
-     "AdamW (default), Lion, SGDNesterov, AdaFactor; AdamW8bit and the others kohya knows are not "
-     "supported yet (default \"\")"},
+     "AdamW (default), AdamW8bit (bitsandbytes' 8-bit state, as its CPU backend keeps it), Lion, "
+     "SGDNesterov, AdaFactor; the others kohya knows are not supported yet (default \"\")"},
     {"use_8bit_adam", OPT_FLAG, offsetof(TrainOptions, use_8bit_adam), TRAIN_OPTION_NO_HAS, NULL,
-     NULL, TRAIN_OPT_NOT_YET, "old spelling of --optimizer_type AdamW8bit"},
+     NULL, TRAIN_OPT_CPU, "old spelling of --optimizer_type AdamW8bit"},
     {"use_lion_optimizer", OPT_FLAG, offsetof(TrainOptions, use_lion_optimizer),
      TRAIN_OPTION_NO_HAS, NULL, NULL, TRAIN_OPT_SUPPORTED, "old spelling of --optimizer_type Lion"},
     {"learning_rate", OPT_FLOAT, offsetof(TrainOptions, learning_rate), TRAIN_OPTION_NO_HAS,

@@ -2,6 +2,8 @@
  * each scalar rounded where Python hands it to a float32 kernel. */
 #include "train/optimizer.h"
 
+#include "train/optimizer_8bit.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,9 @@ int optimizer_init(Optimizer *o, const OptimizerConfig *c, int ndim, const int64
         else if (ok)
             ok = (o->exp_avg_sq = alloc_zero(o->numel, err)) != NULL;
         break;
+    case OPTIMIZER_ADAMW8BIT:
+        ok = adamw8bit_init(o, err) == 0;
+        break;
     }
     if (!ok) {
         optimizer_free(o);
@@ -70,6 +75,7 @@ void optimizer_free(Optimizer *o) {
     free(o->exp_avg_sq_row);
     free(o->exp_avg_sq_col);
     free(o->work);
+    adamw8bit_free(o);
     memset(o, 0, sizeof *o);
 }
 
@@ -269,6 +275,9 @@ int optimizer_step(Optimizer *o, float *param, const float *grad, double lr, Err
     case OPTIMIZER_ADAFACTOR:
         adafactor_step(o, param, grad, lr);
         break;
+    case OPTIMIZER_ADAMW8BIT:
+        adamw8bit_step(o, param, grad, lr);
+        break;
     }
     return 0;
 }
@@ -303,6 +312,8 @@ typedef struct StateEntry {
 
 static int state_entries(Optimizer *o, StateEntry *e) {
     int n = 0;
+    if (o->state_8bit)
+        return 0; /* exp_avg / exp_avg_sq are scratch; adamw8bit_state_* save the bytes */
     if (o->exp_avg)
         e[n++] = (StateEntry){"exp_avg", &o->exp_avg, o->numel};
     if (o->exp_avg_sq)
@@ -346,6 +357,8 @@ int optimizer_state_save(const Optimizer *o, TensorSet *out, const char *prefix,
         if (tensor_set_add_copy(out, name, DTYPE_F32, ndim, shape, *e[i].data, err) != 0)
             return -1;
     }
+    if (o->state_8bit && adamw8bit_state_save(o, out, prefix, err) != 0)
+        return -1;
     snprintf(name, sizeof name, "%stype", prefix);
     return tensor_set_set_meta(out, name, optimizer_kind_name(o->cfg.kind), err);
 }
@@ -385,6 +398,8 @@ int optimizer_state_load(Optimizer *o, const TensorSet *in, const char *prefix, 
         if (load_exact(in, name, DTYPE_F32, e[i].count, *e[i].data, err) != 0)
             return -1;
     }
+    if (o->state_8bit && adamw8bit_state_load(o, in, prefix, err) != 0)
+        return -1;
     o->step = scalars[0];
     o->has_momentum_buffer = scalars[1] != 0;
     return 0;

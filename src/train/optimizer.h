@@ -1,6 +1,8 @@
 /* The optimizers kohya's get_optimizer builds for --optimizer_type, with the semantics of the
  * Python classes behind them, on one float32 parameter tensor:
  *   AdamW        torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, weight_decay 0.01, amsgrad)
+ *   AdamW8bit    bitsandbytes' AdamW8bit on the CPU (optimizer_8bit.h): m and v stored as
+ *                8-bit blocks of 256 values, 32-bit below min_8bit_size elements
  *   Lion         lion-pytorch's Lion (betas 0.9/0.99, weight_decay 0)
  *   SGDNesterov  torch.optim.SGD(nesterov=True), momentum 0.9 unless --optimizer_args says
  *   AdaFactor    transformers.optimization.Adafactor as kohya sets it up: relative_step true
@@ -26,13 +28,14 @@ typedef enum OptimizerKind {
     OPTIMIZER_LION,
     OPTIMIZER_SGD_NESTEROV,
     OPTIMIZER_ADAFACTOR,
+    OPTIMIZER_ADAMW8BIT,
 } OptimizerKind;
 
 typedef struct OptimizerConfig {
     OptimizerKind kind;
     double lr;           /* --learning_rate (Adafactor with relative_step: only logged) */
-    double beta1, beta2; /* AdamW, Lion */
-    double eps;          /* AdamW */
+    double beta1, beta2; /* AdamW, AdamW8bit, Lion */
+    double eps;          /* AdamW, AdamW8bit */
     double weight_decay;
     bool amsgrad;                /* AdamW */
     bool maximize;               /* AdamW, SGD */
@@ -43,12 +46,17 @@ typedef struct OptimizerConfig {
     double clip_threshold, decay_rate;
     bool has_beta1; /* beta1=None by default: no first moment */
     bool scale_parameter, relative_step, warmup_init;
+    /* AdamW8bit: 8-bit state for tensors of at least min_8bit_size elements (4096), counted
+     * on whole_numel when not 0: the tensor kohya hands bitsandbytes when sdti steps a part
+     * of it (the trainer sets it) */
+    double min_8bit_size;
+    int64_t whole_numel;
 } OptimizerConfig;
 
 /* Resolves --optimizer_type (case-insensitive as kohya; "" is AdamW), the legacy
  * --use_8bit_adam / --use_lion_optimizer flags and --optimizer_args into a config, with each
- * class's defaults. Types that kohya knows but sdti does not run yet (AdamW8bit, the paged
- * and 8-bit variants, D-Adaptation, Prodigy, schedule-free, class paths) fail with
+ * class's defaults. Types that kohya knows but sdti does not run yet (the paged and other
+ * 8-bit variants, D-Adaptation, Prodigy, schedule-free, class paths) fail with
  * "--optimizer_type X is not supported yet by sdti". */
 int optimizer_config_resolve(OptimizerConfig *c, const char *optimizer_type, bool use_8bit_adam,
                              bool use_lion_optimizer, double learning_rate,
@@ -63,13 +71,19 @@ typedef struct Optimizer {
     int64_t step;             /* optimizer steps taken */
     float rms;                /* Adafactor: RMS of the parameter at the last step */
     bool has_momentum_buffer; /* SGD: torch creates it at the first step */
-    float *exp_avg;           /* AdamW, Lion, Adafactor with beta1 */
-    float *exp_avg_sq;        /* AdamW; Adafactor on a 1-D parameter */
+    float *exp_avg;           /* AdamW(8bit), Lion, Adafactor with beta1 */
+    float *exp_avg_sq;        /* AdamW(8bit); Adafactor on a 1-D parameter */
     float *max_exp_avg_sq;    /* AdamW amsgrad */
     float *momentum_buffer;   /* SGD */
     float *exp_avg_sq_row;    /* Adafactor, 2-D: [rows] */
     float *exp_avg_sq_col;    /* Adafactor, 2-D: [cols] */
     float *work;              /* Adafactor scratch [numel] */
+    /* AdamW8bit with 8-bit state (exp_avg / exp_avg_sq then hold the dequantized m, v) */
+    bool state_8bit;
+    size_t blocks;                     /* of 256 elements */
+    uint8_t *state1, *state2;          /* [numel] code indices of m and v */
+    float *absmax1, *absmax2;          /* [blocks] */
+    struct BnbQuantMap *qmap1, *qmap2; /* signed map for m, unsigned for v */
 } Optimizer;
 
 /* State for a parameter of shape [n] (ndim 1) or [rows, cols] (ndim 2). Adafactor factors

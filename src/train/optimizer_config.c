@@ -19,6 +19,8 @@ const char *optimizer_kind_name(OptimizerKind kind) {
         return "SGDNesterov";
     case OPTIMIZER_ADAFACTOR:
         return "AdaFactor";
+    case OPTIMIZER_ADAMW8BIT:
+        return "AdamW8bit";
     }
     return "?";
 }
@@ -121,11 +123,13 @@ static void set_defaults(OptimizerConfig *c, OptimizerKind kind, double lr) {
     c->kind = kind;
     c->lr = lr;
     switch (kind) {
-    case OPTIMIZER_ADAMW: /* torch.optim.AdamW */
+    case OPTIMIZER_ADAMW8BIT: /* bnb.optim.AdamW8bit: AdamW's defaults and min_8bit_size */
+    case OPTIMIZER_ADAMW:     /* torch.optim.AdamW */
         c->beta1 = 0.9;
         c->beta2 = 0.999;
         c->eps = 1e-8;
         c->weight_decay = 0.01;
+        c->min_8bit_size = 4096;
         break;
     case OPTIMIZER_LION: /* lion_pytorch.Lion */
         c->beta1 = 0.9;
@@ -145,6 +149,52 @@ static void set_defaults(OptimizerConfig *c, OptimizerKind kind, double lr) {
     }
 }
 
+/* bnb.optim.AdamW8bit(params, lr, betas, eps, weight_decay, amsgrad, optim_bits, args,
+ * min_8bit_size, is_paged) */
+static int apply_arg_8bit(OptimizerConfig *c, const char *key, const Literal *lit, Error *err) {
+    if (strcmp(key, "betas") == 0)
+        return want_pair(key, lit, &c->beta1, &c->beta2, err);
+    if (strcmp(key, "eps") == 0)
+        return want_number(key, lit, &c->eps, err);
+    if (strcmp(key, "min_8bit_size") == 0)
+        return want_number(key, lit, &c->min_8bit_size, err);
+    if (strcmp(key, "amsgrad") == 0) {
+        bool on = false;
+        if (want_bool(key, lit, &on, err) != 0)
+            return -1;
+        return on ? error_set(err, "--optimizer_args: AdamW8bit does not support amsgrad=True "
+                                   "(bitsandbytes refuses it); use --optimizer_type AdamW")
+                  : 0;
+    }
+    if (strcmp(key, "optim_bits") == 0) {
+        double bits = 0.0;
+        if (want_number(key, lit, &bits, err) != 0)
+            return -1;
+        return bits != 32.0 ? error_set(err, "--optimizer_args: AdamW8bit only takes optim_bits=32 "
+                                             "(bitsandbytes refuses other values; its state is "
+                                             "8-bit anyway)")
+                            : 0;
+    }
+    if (strcmp(key, "is_paged") == 0) {
+        bool on = false;
+        return want_bool(key, lit, &on, err); /* bitsandbytes on the CPU: never paged */
+    }
+    if (strcmp(key, "args") == 0)
+        return lit->kind == LIT_NONE
+                   ? 0
+                   : error_set(err, "--optimizer_args: args=... is a Python object, which sdti "
+                                    "cannot take; give its fields as optimizer arguments");
+    if (strcmp(key, "percentile_clipping") == 0 || strcmp(key, "block_wise") == 0)
+        return error_set(err,
+                         "--optimizer_args: %s is not an argument of AdamW8bit in bitsandbytes "
+                         "0.50 (older releases took it; kohya's call would fail with a TypeError)",
+                         key);
+    return error_set(err,
+                     "--optimizer_args: %s=... is not an argument of AdamW8bit (betas, eps, "
+                     "weight_decay, amsgrad, optim_bits, min_8bit_size, is_paged)",
+                     key);
+}
+
 static int apply_arg(OptimizerConfig *c, const char *key, const Literal *lit, Error *err) {
     OptimizerKind k = c->kind;
     bool adamw = k == OPTIMIZER_ADAMW, lion = k == OPTIMIZER_LION;
@@ -154,6 +204,8 @@ static int apply_arg(OptimizerConfig *c, const char *key, const Literal *lit, Er
                               "(kohya passes it as lr already)");
     if (strcmp(key, "weight_decay") == 0)
         return want_number(key, lit, &c->weight_decay, err);
+    if (k == OPTIMIZER_ADAMW8BIT)
+        return apply_arg_8bit(c, key, lit, err);
     if ((adamw || lion) && strcmp(key, "betas") == 0)
         return want_pair(key, lit, &c->beta1, &c->beta2, err);
     if (adamw && strcmp(key, "eps") == 0)
@@ -222,10 +274,12 @@ int optimizer_config_resolve(OptimizerConfig *c, const char *optimizer_type, boo
         kind = OPTIMIZER_SGD_NESTEROV;
     else if (strcasecmp(type, "AdaFactor") == 0)
         kind = OPTIMIZER_ADAFACTOR;
+    else if (strcasecmp(type, "AdamW8bit") == 0)
+        kind = OPTIMIZER_ADAMW8BIT;
     else
         return error_set(err,
                          "--optimizer_type %s is not supported yet by sdti (supported: AdamW, "
-                         "Lion, SGDNesterov, AdaFactor)",
+                         "AdamW8bit, Lion, SGDNesterov, AdaFactor)",
                          type);
     set_defaults(c, kind, learning_rate);
 
@@ -267,6 +321,17 @@ int optimizer_config_resolve(OptimizerConfig *c, const char *optimizer_type, boo
          c->beta2 >= 1.0 + (kind == OPTIMIZER_LION)))
         return error_set(err, "%s: betas (%g, %g) must lie in [0, 1)", optimizer_kind_name(kind),
                          c->beta1, c->beta2);
+    if (kind == OPTIMIZER_ADAMW8BIT) {
+        /* bitsandbytes' Optimizer2State checks */
+        if (!(c->beta1 >= 0.0 && c->beta1 < 1.0 && c->beta2 >= 0.0 && c->beta2 < 1.0))
+            return error_set(err, "AdamW8bit: betas (%g, %g) must lie in [0, 1)", c->beta1,
+                             c->beta2);
+        if (!(c->eps >= 0.0))
+            return error_set(err, "AdamW8bit: eps %g must not be negative", c->eps);
+        if (!(c->weight_decay >= 0.0))
+            return error_set(err, "AdamW8bit: weight_decay %g must not be negative",
+                             c->weight_decay);
+    }
     if (c->lr < 0.0)
         return error_set(err, "--learning_rate %g is negative", c->lr);
     return 0;

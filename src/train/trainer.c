@@ -412,7 +412,15 @@ static int setup_schedule(Trainer *t, Error *err) {
         return -1;
     t->param_rows = t->n_vec;
     t->first_param_id = t->ti.ids[0];
-    if (o->optimizer.kind == OPTIMIZER_ADAFACTOR) {
+    /* AdamW8bit: kohya hands bitsandbytes the whole embedding matrix, so its state is 8-bit
+     * (>= min_8bit_size elements) and blocks of 256 run over the flattened matrix; when the
+     * new rows start on a block boundary (CLIP's 49408 = 193 x 256 rows always do) their
+     * blocks hold nothing else and stepping them alone gives the same bytes */
+    OptimizerConfig oc = o->optimizer;
+    oc.whole_numel = ((int64_t)t->ti.ids[0] + t->n_vec) * t->width;
+    bool full = oc.kind == OPTIMIZER_ADAFACTOR ||
+                (oc.kind == OPTIMIZER_ADAMW8BIT && ((int64_t)t->ti.ids[0] * t->width) % 256 != 0);
+    if (full) {
         const NamedTensor *te = tensor_set_find(&t->mf.components[COMPONENT_TEXT_ENCODER],
                                                 "text_model.embeddings.token_embedding.weight");
         size_t vocab = (size_t)t->ti.ids[0], w = (size_t)t->width;
@@ -425,16 +433,16 @@ static int setup_schedule(Trainer *t, Error *err) {
         t->orig = malloc(sizeof(float) * vocab * w);
         if (!t->full || !t->orig)
             return error_set(err,
-                             "out of memory (Adafactor keeps kohya's whole %zu x %zu "
+                             "out of memory (%s keeps kohya's whole %zu x %zu "
                              "embedding matrix)",
-                             vocab + (size_t)t->n_vec, w);
+                             optimizer_kind_name(oc.kind), vocab + (size_t)t->n_vec, w);
         if (tensor_to_f32(te, t->orig, err) != 0)
             return -1;
         memcpy(t->full, t->orig, sizeof(float) * vocab * w);
         memcpy(t->full + vocab * w, t->rows, sizeof(float) * (size_t)t->n_vec * w);
     }
     int64_t shape[2] = {t->param_rows, t->width};
-    if (optimizer_init(&t->opt, &o->optimizer, 2, shape, err) != 0)
+    if (optimizer_init(&t->opt, &oc, 2, shape, err) != 0)
         return -1;
     t->opt_made = true;
     noise_schedule_init(&t->schedule, o->zero_terminal_snr);
