@@ -11,7 +11,8 @@ diffusers' denoising loop with a stand-in model that C can compute from the fixt
 Start latents and ancestral noise come from one torch.Generator("cpu") seeded per case, as
 kohya's global generator feeds both. Written: tests/fixtures/sampler/sampler.safetensors with,
 per case, the timesteps, init_noise_sigma, every scaled model input and the latents after every
-step; the case list, shape, constants and torch's randn kernel in the safetensors metadata.
+step (for the extra step counts only the final latents); the case list, shape, constants and
+torch's randn kernel in the safetensors metadata.
 
 "dpmsolver": diffusers refuses kohya's settings for it (final_sigmas_type "zero" is rejected
 for algorithm_type "dpmsolver"), so the reference uses final_sigmas_type "sigma_min", as sdti.
@@ -41,6 +42,9 @@ from safetensors.torch import save_file
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "sampler")
 SHAPE = (2, 4, 5, 7)  # 280 elements: batch 2, and not a multiple of 16 (randn's tail path)
 STEPS = (4, 7)
+# Extra step counts checked on the final latents only (1 step, and 20 steps, past the 15 where
+# DPM-Solver stops lowering the final order); pndm needs at least 4 steps.
+EXTRA_STEPS = (1, 2, 20)
 MODEL_A = 0.9
 MODEL_B = 0.0005
 
@@ -115,6 +119,20 @@ def main():
                     tensors[f"{case}.{key}"] = value
                 cases.append({"case": case, "sampler": name, "v_prediction": v_pred,
                               "steps": steps, "seed": seed,
+                              "calls": int(out["timesteps"].numel())})
+    for name, cls, extra, offset in SAMPLERS:
+        for v_pred in (False, True):
+            for steps in EXTRA_STEPS:
+                if name == "pndm" and steps < 4:
+                    continue
+                seed += 1
+                case = f"{name}.{'v' if v_pred else 'eps'}.{steps}"
+                out = run_case(cls, extra, offset, v_pred, steps, seed, c)
+                tensors[f"{case}.timesteps"] = out["timesteps"]
+                tensors[f"{case}.init_noise_sigma"] = out["init_noise_sigma"]
+                tensors[f"{case}.final"] = out["latents"][-1].clone()
+                cases.append({"case": case, "sampler": name, "v_prediction": v_pred,
+                              "steps": steps, "seed": seed, "final_only": True,
                               "calls": int(out["timesteps"].numel())})
     meta = {
         "cases": json.dumps(cases),
