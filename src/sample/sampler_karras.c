@@ -175,25 +175,57 @@ static void v_coeffs(float sigma, float *v_out, float *v_skip) {
     *v_skip = s2p1;
 }
 
-/* LMS: buffers 0..3 hold the last derivatives, newest last. */
-static double lms_coefficient(const float *sigmas, int order, int t, int current) {
-    /* The integral over [sigmas[t], sigmas[t+1]] of the Lagrange basis polynomial (degree < 4):
-     * 3-point Gauss-Legendre is exact for it (diffusers uses scipy's adaptive quad). */
-    static const double nodes[3] = {-0.7745966692414834, 0.0, 0.7745966692414834};
-    static const double weights[3] = {5.0 / 9.0, 8.0 / 9.0, 5.0 / 9.0};
-    double a = sigmas[t], b = sigmas[t + 1];
-    double half = 0.5 * (b - a), mid = 0.5 * (a + b), sum = 0.0;
-    for (int q = 0; q < 3; q++) {
-        double tau = mid + half * nodes[q], prod = 1.0;
-        for (int k = 0; k < order; k++) {
-            if (k == current)
-                continue;
-            prod *= (tau - (double)sigmas[t - k]) /
-                    ((double)sigmas[t - current] - (double)sigmas[t - k]);
-        }
-        sum += weights[q] * prod;
+/* LMS: buffers 0..3 hold the last derivatives, newest last.
+ *
+ * diffusers' coefficient is scipy.integrate.quad(lms_derivative, sigmas[t], sigmas[t + 1]) of
+ * the Lagrange basis polynomial, and lms_derivative runs on torch float32 0-d tensors (tau
+ * rounded to float32 first). quad (QUADPACK dqagse) stops after its first 21-point
+ * Gauss-Kronrod pass, since the rule is exact for these cubics, so that pass is reproduced here:
+ * the same nodes, the same float32 integrand, the same double sums in QUADPACK's order. */
+static double lms_integrand(const float *sigmas, int order, int t, int current, double tau) {
+    float prod = 1.0f, x = (float)tau;
+    for (int k = 0; k < order; k++) {
+        if (k == current)
+            continue;
+        prod = prod * ((x - sigmas[t - k]) / (sigmas[t - current] - sigmas[t - k]));
     }
-    return sum * half;
+    return prod;
+}
+
+static double lms_coefficient(const float *sigmas, int order, int t, int current) {
+    /* 21-point Kronrod abscissae (descending) and weights: the published QUADPACK rule; the
+     * odd entries (0-based) are the 10-point Gauss nodes, the last is the centre. */
+    static const double xgk[11] = {0.995657163025808080735527280689003,
+                                   0.973906528517171720077964012084452,
+                                   0.930157491355708226001207180059508,
+                                   0.865063366688984510732096688423493,
+                                   0.780817726586416897063717578345042,
+                                   0.679409568299024406234327365114874,
+                                   0.562757134668604683339000099272694,
+                                   0.433395394129247190799265943165784,
+                                   0.294392862701460198131126603103866,
+                                   0.148874338981631210884826001129720,
+                                   0.0};
+    static const double wgk[11] = {
+        0.011694638867371874278064396062192, 0.032558162307964727478818972459390,
+        0.054755896574351996031381300244580, 0.075039674810919952767043140916190,
+        0.093125454583697605535065465083366, 0.109387158802297641899210590325805,
+        0.123491976262065851077958109831074, 0.134709217311473325928054001771707,
+        0.142775938577060080797094273138717, 0.147739104901338491374841515972068,
+        0.149445554002916905664936468389821};
+    double a = sigmas[t], b = sigmas[t + 1];
+    double centr = 0.5 * (a + b), hlgth = 0.5 * (b - a);
+    double resk = wgk[10] * lms_integrand(sigmas, order, t, current, centr);
+    for (int pass = 0; pass < 2; pass++) { /* Gauss nodes first, then the Kronrod ones */
+        for (int j = 0; j < 5; j++) {
+            int idx = pass == 0 ? 2 * j + 1 : 2 * j;
+            double absc = hlgth * xgk[idx];
+            double f1 = lms_integrand(sigmas, order, t, current, centr - absc);
+            double f2 = lms_integrand(sigmas, order, t, current, centr + absc);
+            resk = resk + wgk[idx] * (f1 + f2);
+        }
+    }
+    return resk * hlgth;
 }
 
 void sampler_step_lms(Sampler *s, int i, const float *mo, float *x) {
