@@ -1,10 +1,11 @@
 """PyTorch side of bench/bench_unet.sh: diffusers' UNet2DConditionModel with SD1.5's
 configuration and random weights, on the same shapes as bench_unet.c (batch 1, 77 tokens).
-    python bench/bench_unet.py fwd|fwdbwd|ckpt LATENT [THREADS] [fp32|bf16] [RUNS]
+    python bench/bench_unet.py fwd|fwdbwd|ckpt LATENT [THREADS] [fp32|bf16|bf16w] [RUNS]
 fwd: forward under no_grad; fwdbwd: forward + torch.autograd backward with only
 encoder_hidden_states requiring grad; ckpt: the same with diffusers' gradient checkpointing.
-bf16: torch.autocast (PyTorch's own mixed precision). One warm-up run, then the best of RUNS
-is printed as "seconds <t>"."""
+bf16: torch.autocast (PyTorch's own mixed precision, fp32 weights); bf16w: bf16 weights
+(the model built in bf16) and autocast, as kohya runs --mixed_precision bf16. One warm-up
+run, then the best of RUNS is printed as "seconds <t>"."""
 
 import sys
 import time
@@ -20,12 +21,15 @@ def main():
     runs = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if precision == "bf16w":  # built in bf16, so no fp32 copy ever counts in the peak
+        torch.set_default_dtype(torch.bfloat16)
     unet = UNet2DConditionModel(
         sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+    torch.set_default_dtype(torch.float32)
     unet.requires_grad_(False)
     if op == "ckpt":
         unet.enable_gradient_checkpointing()
@@ -38,7 +42,7 @@ def main():
     dy = torch.randn(1, 4, latent, latent)
 
     def run():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
             if op == "fwd":
                 with torch.no_grad():
                     unet(x, t, encoder_hidden_states=enc)
