@@ -13,9 +13,11 @@
  *
  *   x, y [batch, C, h, w]   context [batch, tokens, context_dim]
  *
- * The tape keeps, per block, the block input, the norm statistics, q, k, v, out and
- * row log-sum-exp of both attentions and the GEGLU input: what the input gradients need
- * (linear layers keep nothing). */
+ * The tape keeps, per block, the block input and the residual after each attention, the
+ * norm statistics, the self-attention's output, k and v of the cross-attention, the row
+ * log-sum-exp of both attentions and the GEGLU input: what the input gradients need (linear
+ * layers keep nothing). The self-attention's q, k, v and the cross-attention's q and output
+ * are recomputed in the backward. */
 #ifndef SDTI_MODELS_UNET_TRANSFORMER_H
 #define SDTI_MODELS_UNET_TRANSFORMER_H
 
