@@ -264,13 +264,47 @@ static void test_errors(void) {
         torch_rng_init(&g, 1);
         CHECK_OK(sampler_step(s, 0, mo, x, 8, &g, &err), &err);
         CHECK(sampler_step(s, 1, mo, x, 4, &g, &err) != 0); /* size changed */
-        sampler_reset(s);
-        CHECK_OK(sampler_step(s, 0, mo, x, 8, &g, &err), &err);
+        sampler_reset(s); /* a new run, and a new size, from step 0 */
+        CHECK_OK(sampler_step(s, 0, mo, x, 4, &g, &err), &err);
         sampler_free(s);
     }
 }
 
+/* sampler_reset gives the same run again (history cleared, not carried over). */
+static void run_twice(SamplerKind kind, float out[2][32]) {
+    Error err = {0};
+    SamplerConfig cfg;
+    Sampler *s = NULL;
+    sampler_config_kohya(&cfg, kind, 6, false);
+    CHECK_OK(sampler_create(&cfg, &s, &err), &err);
+    if (!s)
+        return;
+    for (int run = 0; run < 2; run++) {
+        TorchGenerator g;
+        torch_rng_init(&g, 3);
+        float mo[32];
+        torch_randn(&g, out[run], 32);
+        for (int i = 0; i < sampler_num_model_calls(s); i++) {
+            sampler_scale_model_input(s, i, out[run], mo, 32);
+            CHECK_OK(sampler_step(s, i, mo, out[run], 32, &g, &err), &err);
+        }
+        sampler_reset(s);
+    }
+    sampler_free(s);
+}
+
+static void test_reset(void) {
+    for (int k = 0; k < SAMPLER_KIND_COUNT; k++) {
+        float out[2][32];
+        memset(out, 0, sizeof out);
+        run_twice((SamplerKind)k, out);
+        CHECKF(memcmp(out[0], out[1], sizeof out[0]) == 0, "%s: a reset run differs",
+               sampler_kind_name((SamplerKind)k));
+    }
+}
+
 int main(void) {
+    test_reset();
     test_names();
     test_errors();
     test_golden();

@@ -264,6 +264,14 @@ void sampler_free(Sampler *s) {
 }
 
 void sampler_reset(Sampler *s) {
+    /* the history buffers go too, so the next run may use another latent size */
+    for (int k = 0; k < SAMPLER_MAX_BUFFERS; k++) {
+        free(s->buf[k]);
+        s->buf[k] = NULL;
+    }
+    free(s->noise);
+    s->noise = NULL;
+    s->n = 0;
     s->next_call = 0;
     s->counter = 0;
     s->lower_order_nums = 0;

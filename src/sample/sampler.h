@@ -96,7 +96,7 @@ typedef struct Sampler Sampler;
 int sampler_create(const SamplerConfig *cfg, Sampler **out, Error *err);
 void sampler_free(Sampler *s);
 /* Forgets the history (multistep buffers, second-order state) so the same schedule can run
- * on new latents: the state right after sampler_create. */
+ * on new latents, of any size: the state right after sampler_create. */
 void sampler_reset(Sampler *s);
 
 const SamplerConfig *sampler_config(const Sampler *s);
