@@ -22,8 +22,10 @@ echo "== sdti train on tests/fixtures/models/sd1-tiny (20 steps) =="
   --token_string mytok --init_word cat --num_vectors_per_token 2 \
   --max_train_steps 20 --learning_rate 5e-3 --cache_latents --flip_aug \
   --save_every_n_epochs 2 --save_model_as safetensors --seed 42 \
-  --output_dir "$out" --output_name mytok
+  --output_dir "$out" --output_name mytok --logging_dir "$out/logs" --log_prefix demo-
 echo
 "$build/sdti" inspect "$out/mytok.safetensors"
 echo
 echo "The embedding is $out/mytok.safetensors (token \"mytok\")."
+run=$(ls -td "$out"/logs/demo-*/ | head -n 1)
+echo "The loss curve is ${run}loss_curve.png (numbers in ${run}loss.csv; TensorBoard: tensorboard --logdir $out/logs)."

@@ -23,10 +23,6 @@ static LogLevel log_level_of(const char *name) {
 static const char *const not_run_yet[] = {
     "console_log_file",
     "vae",
-    "logging_dir",
-    "log_with",
-    "log_prefix",
-    "log_tracker_name",
     "log_config",
     "sample_every_n_steps",
     "sample_every_n_epochs",

@@ -42,9 +42,17 @@ static int refuse_unsupported(const TrainOptions *o, Error *err) {
         if (d->status == TRAIN_OPT_NOT_YET && train_option_differs(o, d))
             return error_set(err, "--%s is not supported yet by sdti", d->name);
     }
+    /* kohya (prepare_accelerator): "all" is tensorboard and wandb together, and stops when
+     * wandb is not installed; sdti has no wandb, so both are refused rather than half-run */
     if (o->log_with && strcmp(o->log_with, "tensorboard") != 0)
-        return error_set(err, "--log_with %s is not supported yet by sdti (tensorboard is)",
+        return error_set(err,
+                         "--log_with %s is not supported yet by sdti: it has no Weights & Biases "
+                         "(wandb) logging; use --log_with tensorboard with --logging_dir, or "
+                         "leave --log_with out",
                          o->log_with);
+    if (o->log_with && !o->logging_dir)
+        return error_set(err, "logging_dir is required when log_with is tensorboard (kohya's "
+                              "check): add --logging_dir DIR");
     return 0;
 }
 

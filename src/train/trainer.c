@@ -13,6 +13,7 @@
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
 #include "train/trainer_internal.h"
+#include "train/trainer_log.h"
 
 static int check_required(const TrainOptions *o, Error *err) {
     if (o->metadata_thumbnail && strncmp(o->metadata_thumbnail, "data:", 5) != 0)
@@ -321,6 +322,10 @@ static int train_loop(Trainer *t, Error *err) {
     size_t end_pos = 0;
     Progress p;
     progress_init(&p);
+    p.start_step = t->global_step; /* it/s counts this run's steps (a resumed run's too) */
+    TrainLog *log = NULL;
+    if (rc == 0)
+        rc = trainer_log_open(t, &log, err);
     for (t->epoch = first_epoch; t->epoch < t->epochs && rc == 0; t->epoch++) {
         end_epoch = t->epoch;
         end_pos = start;
@@ -353,8 +358,11 @@ static int train_loop(Trainer *t, Error *err) {
             p.loss_sum += loss;
             p.loss_count++;
             end_pos = k + 1;
-            if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum))
+            if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum)) {
+                /* kohya logs every micro-batch's loss at the global step it has */
+                rc = trainer_log_step(log, t, loss, p.loss_sum / (double)p.loss_count, err);
                 continue;
+            }
             rc = optimizer_update(t, grad, err);
             if (rc != 0)
                 break;
@@ -365,9 +373,13 @@ static int train_loop(Trainer *t, Error *err) {
                 if (rc == 0 && save_state)
                     rc = trainer_state_save_step(t, k + 1, err);
             }
+            if (rc == 0)
+                rc = trainer_log_step(log, t, loss, p.loss_sum / (double)p.loss_count, err);
             if (t->global_step >= t->max_train_steps)
                 break;
         }
+        if (rc == 0) /* kohya: loss_total / len(train_dataloader), the last epoch's too */
+            rc = trainer_log_epoch(log, t, p.loss_sum / (double)total, err);
         if (rc == 0 && t->global_step >= t->max_train_steps)
             break;
         end_epoch = t->epoch + 1;
@@ -388,6 +400,7 @@ static int train_loop(Trainer *t, Error *err) {
         progress_update(&p, t, true);
         rc = trainer_save(t, t->output_name, err);
     }
+    rc = trainer_log_end(log, rc, err);
     t->perm = NULL;
     free(refs);
     free(perm);

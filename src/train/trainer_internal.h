@@ -128,6 +128,7 @@ int trainer_state_load(Trainer *t, const char *dir, int64_t *perm, size_t total,
 
 typedef struct Progress {
     double start, last_print;
+    int64_t start_step; /* global_step when the run (or the resumed run) started */
     double loss_sum;
     int64_t loss_count;
     bool tty;

@@ -140,7 +140,7 @@ void progress_update(Progress *p, const Trainer *t, bool final) {
         return;
     p->last_print = now;
     double elapsed = now - p->start;
-    double rate = elapsed > 0 ? (double)t->global_step / elapsed : 0;
+    double rate = elapsed > 0 ? (double)(t->global_step - p->start_step) / elapsed : 0;
     double eta = rate > 0 ? (double)(t->max_train_steps - t->global_step) / rate : 0;
     double mean = p->loss_count ? p->loss_sum / (double)p->loss_count : 0;
     fprintf(

@@ -1,0 +1,200 @@
+// labels: cli
+/* `sdti train --logging_dir` on the tiny SD1 fixture model: 3 optimizer steps, then the run
+ * folder kohya's accelerate tracker makes (<logging_dir>/<prefix><timestamp>/<tracker name>/
+ * events.out.tfevents.*), loss.csv with one row per micro-batch and kohya's global steps (with
+ * gradient accumulation the first micro-batch logs at step 0), the loss-curve PNG, an event
+ * file whose every record has valid CRCs (the version event, "loss" and "lr" per micro-batch,
+ * "loss/epoch" per epoch), and --log_with / --log_tracker_config refusals.
+ * tools/reference/check_tensorboard_log.py reads such a folder with TensorBoard's own reader. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/file_util.h"
+#include "test_util.h"
+#include "train/tb_events.h"
+#include "train_support.h"
+
+/* The one entry of dir whose name starts with prefix (malloc'd path), else NULL. */
+static char *only_entry(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    char *found = NULL;
+    int count = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            free(found);
+            found = path_join(dir, e->d_name);
+            count++;
+        }
+    if (d)
+        closedir(d);
+    if (count == 1)
+        return found;
+    free(found);
+    return NULL;
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Records in an event file with both CRCs valid; -1 when one is broken or cut. */
+static int count_records(const char *path) {
+    char *data = NULL;
+    size_t size = 0, pos = 0;
+    Error err = {{0}};
+    if (file_read_all(path, &data, &size, &err) != 0)
+        return -1;
+    const uint8_t *p = (const uint8_t *)data;
+    int records = 0;
+    while (pos < size) {
+        if (pos + 12 > size || get_le(p + pos + 8, 4) != tb_masked_crc32c(p + pos, 8)) {
+            records = -1;
+            break;
+        }
+        uint64_t len = get_le(p + pos, 8);
+        if (pos + 16 + len > size ||
+            get_le(p + pos + 12 + len, 4) != tb_masked_crc32c(p + pos + 12, len)) {
+            records = -1;
+            break;
+        }
+        pos += 16 + len;
+        records++;
+    }
+    free(data);
+    return records;
+}
+
+/* The CSV's step column, rows after the header; returns the row count. */
+static int csv_steps(const char *path, long *steps, int cap) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int rows = 0;
+    bool header =
+        fgets(line, sizeof line, f) && strcmp(line, "step,epoch,loss,loss_avg,lr,time\n") == 0;
+    while (header && fgets(line, sizeof line, f)) {
+        if (rows < cap)
+            steps[rows] = strtol(line, NULL, 10);
+        rows++;
+    }
+    fclose(f);
+    return header ? rows : -1;
+}
+
+/* One run with --logging_dir; checks the folder and returns the CSV's steps. */
+static int run_logged(const char *tmp, const char *images, const char *name, const char *extra,
+                      int want_records, long *steps, int cap) {
+    char logs[1024], out[1024], args[8192];
+    snprintf(logs, sizeof logs, "%s/logs-%s", tmp, name);
+    snprintf(out, sizeof out, "%s/out-%s", tmp, name);
+    snprintf(args, sizeof args,
+             "--train_data_dir '%s' --caption_extension .txt --resolution 64 --token_string mytok "
+             "--init_word cat --max_train_steps 3 --learning_rate 1e-2 --output_dir '%s' "
+             "--seed 1 --cache_latents --logging_dir '%s' --log_prefix %s- %s",
+             images, out, logs, name, extra);
+    char *log = NULL;
+    int rc = train_support_run(args, &log);
+    CHECKF(rc == 0, "sdti train --logging_dir failed (%d): %s", rc, log ? log : "");
+    CHECKF(log && strstr(log, "the loss curve"), "no line about the loss curve: %s",
+           log ? log : "");
+    free(log);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s-", name);
+    char *run = only_entry(logs, prefix);
+    CHECKF(run != NULL, "not one %s<timestamp> folder in %s", prefix, logs);
+    if (!run)
+        return -1;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/loss_curve.png", run);
+    CHECKF(file_exists(path), "%s missing", path);
+    snprintf(path, sizeof path, "%s/textual_inversion", run);
+    char *events = only_entry(path, "events.out.tfevents.");
+    CHECKF(events != NULL, "no event file in %s", path);
+    if (events) {
+        int records = count_records(events);
+        CHECKF(records == want_records, "%s: %d records, want %d", events, records, want_records);
+    }
+    free(events);
+    snprintf(path, sizeof path, "%s/loss.csv", run);
+    int rows = csv_steps(path, steps, cap);
+    printf("%s: %d CSV rows\n", run, rows);
+    free(run);
+    return rows;
+}
+
+int main(void) {
+    if (!getenv("SDTI_BIN"))
+        return 0;
+    char tmp[512], root[1024], dir[1200];
+    snprintf(tmp, sizeof tmp, "%s", test_tmp_dir("train_log_cli"));
+    snprintf(root, sizeof root, "%s/train", tmp);
+    snprintf(dir, sizeof dir, "%s/1_mytok", root);
+    train_support_make_images(dir, 3, "a photo of mytok");
+
+    /* 3 batches per epoch, 3 steps: one epoch; the version event, loss and lr per step,
+     * loss/epoch once */
+    long steps[16];
+    int rows = run_logged(tmp, root, "plain", "", 1 + 3 * 2 + 1, steps, 16);
+    CHECKF(rows == 3 && steps[0] == 1 && steps[1] == 2 && steps[2] == 3,
+           "CSV: %d rows (want 3, steps 1 2 3)", rows);
+
+    /* accumulation 2 over 3 batches: steps end at batches 2 and 3 (the epoch's last batch
+     * syncs), so epoch 1 logs at steps 0, 1, 2 and epoch 2 at 2, 3 (kohya logs after the
+     * update, at the global step it has then) */
+    rows =
+        run_logged(tmp, root, "accum", "--gradient_accumulation_steps 2", 1 + 5 * 2 + 2, steps, 16);
+    CHECKF(rows == 5 && steps[0] == 0 && steps[1] == 1 && steps[2] == 2 && steps[3] == 2 &&
+               steps[4] == 3,
+           "CSV with accumulation: %d rows (want steps 0 1 2 2 3)", rows);
+
+    /* --log_tracker_config: the [tensorboard] table's filename_suffix names the event file */
+    char cfg[1200], logs[1200], args[8192];
+    snprintf(cfg, sizeof cfg, "%s/tracker.toml", tmp);
+    const char *text = "[tensorboard]\nfilename_suffix = \".mine\"\n";
+    CHECK(test_write_file(cfg, text, strlen(text)) == 0);
+    snprintf(logs, sizeof logs, "%s/logs-cfg", tmp);
+    const char *base = "--train_data_dir '%s' --caption_extension .txt --resolution 64 "
+                       "--token_string mytok --init_word cat --max_train_steps 1 "
+                       "--output_dir '%s/out-cfg' --seed 1 %s";
+    char extra[2600];
+    snprintf(extra, sizeof extra,
+             "--logging_dir '%s' --log_tracker_config '%s' --log_tracker_name tb", logs, cfg);
+    snprintf(args, sizeof args, base, root, tmp, extra);
+    char *log = NULL;
+    int rc = train_support_run(args, &log);
+    CHECKF(rc == 0, "--log_tracker_config run failed (%d): %s", rc, log ? log : "");
+    free(log);
+    char *run = only_entry(logs, "");
+    char tb[1400];
+    snprintf(tb, sizeof tb, "%s/tb", run ? run : "?");
+    char *events = only_entry(tb, "events.out.tfevents.");
+    CHECKF(events && path_has_suffix(events, ".0.mine"), "event file %s, want *.0.mine in %s",
+           events ? events : "none", tb);
+    free(events);
+    free(run);
+
+    struct {
+        const char *extra, *needle;
+    } cases[] = {
+        {"--log_with wandb", "--log_with wandb is not supported yet"},
+        {"--log_with all --logging_dir x", "--log_with all is not supported yet"},
+        {"--log_with tensorboard", "logging_dir is required when log_with is tensorboard"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(args, sizeof args, base, root, tmp, cases[i].extra);
+        rc = train_support_run(args, &log);
+        CHECKF(rc != 0 && log && strstr(log, cases[i].needle), "'%s': rc %d, want '%s' in: %s",
+               cases[i].extra, rc, cases[i].needle, log ? log : "");
+        free(log);
+    }
+    return test_finish();
+}

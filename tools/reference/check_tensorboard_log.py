@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Reads a run folder that `sdti train --logging_dir` wrote with TensorBoard's own reader
+(tensorboard's EventAccumulator, what `tensorboard --logdir` uses) and checks it against the
+loss.csv beside it:
+
+  RUN/<tracker name>/events.out.tfevents.*   exactly one event file per tracker folder
+  file_version "brain.Event:2"; scalar tags loss, lr, loss/epoch (kohya TI's tags)
+  "loss" and "lr": one event per CSV row, same steps in the same order, values equal to the
+  CSV's as float32 (TensorBoard's simple_value is a float32)
+  "loss/epoch": one event per epoch in the CSV, at steps 1, 2, ... (kohya logs it at epoch + 1)
+
+Usage: build/refvenv/bin/python tools/reference/check_tensorboard_log.py RUN_FOLDER [...]
+       (with no folder: trains 3 steps of the tiny fixture model with build/sdti, or $SDTI_BIN,
+       into a temporary folder and checks that)
+Exit status 0 when every check passes. Not run by `make test` (it needs Python).
+"""
+import csv
+import glob
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", float(x)))[0]
+
+
+def check_run(run):
+    failures = []
+    with open(os.path.join(run, "loss.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        failures.append("loss.csv has no rows")
+    event_files = glob.glob(os.path.join(run, "*", "events.out.tfevents.*"))
+    if len(event_files) != 1:
+        return failures + [f"want one event file under {run}/*/, found {event_files}"]
+    acc = EventAccumulator(event_files[0], size_guidance={"scalars": 0})
+    acc.Reload()
+    if acc.file_version != 2.0:
+        failures.append(f"file_version {acc.file_version}, want 2 (brain.Event:2)")
+    tags = set(acc.Tags()["scalars"])
+    if tags != {"loss", "lr", "loss/epoch"}:
+        failures.append(f"scalar tags {sorted(tags)}, want ['loss', 'loss/epoch', 'lr']")
+    for tag, column in (("loss", "loss"), ("lr", "lr")):
+        events = acc.Scalars(tag) if tag in tags else []
+        got = [(e.step, e.value) for e in events]
+        want = [(int(r["step"]), f32(r[column])) for r in rows]
+        if got != want:
+            failures.append(f"{tag}: {len(got)} events differ from the CSV's {len(want)} rows; "
+                            f"first events {got[:3]}, first rows {want[:3]}")
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    epoch_events = acc.Scalars("loss/epoch") if "loss/epoch" in tags else []
+    if [e.step for e in epoch_events] != epochs:
+        failures.append(f"loss/epoch at steps {[e.step for e in epoch_events]}, want {epochs}")
+    print(f"{run}: {len(rows)} rows, tags {sorted(tags)}, "
+          f"{len(acc.Scalars('loss')) if 'loss' in tags else 0} loss events read by "
+          f"TensorBoard's EventAccumulator: {'ok' if not failures else 'FAILED'}")
+    return failures
+
+
+def train_tiny(tmp):
+    sdti = os.environ.get("SDTI_BIN", os.path.join(ROOT, "build", "sdti"))
+    images = os.path.join(tmp, "train", "2_mytok")
+    os.makedirs(images)
+    from PIL import Image
+    for i in range(3):
+        Image.new("RGB", (64, 64), (40 * i, 120, 200 - 30 * i)).save(f"{images}/img{i}.png")
+        with open(f"{images}/img{i}.txt", "w") as f:
+            f.write("a photo of mytok")
+    logs = os.path.join(tmp, "logs")
+    subprocess.run([sdti, "train", "--pretrained_model_name_or_path",
+                    os.path.join(ROOT, "tests/fixtures/models/sd1-tiny/ldm.safetensors"),
+                    "--train_data_dir", os.path.join(tmp, "train"), "--caption_extension", ".txt",
+                    "--resolution", "64", "--token_string", "mytok", "--init_word", "cat",
+                    "--max_train_steps", "5", "--gradient_accumulation_steps", "2",
+                    "--lr_scheduler", "linear", "--learning_rate", "1e-2", "--seed", "1",
+                    "--output_dir", os.path.join(tmp, "out"), "--logging_dir", logs],
+                   check=True)
+    return glob.glob(os.path.join(logs, "*"))
+
+
+def main():
+    runs = sys.argv[1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        if not runs:
+            runs = train_tiny(tmp)
+        failed = 0
+        for run in runs:
+            failures = check_run(run)
+            failed += bool(failures)
+            for m in failures:
+                print(f"FAIL {run}: {m}")
+    print(f"{len(runs) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
