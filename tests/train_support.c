@@ -49,12 +49,17 @@ done:
 }
 
 void train_support_make_images(const char *dir, int count, const char *caption) {
+    train_support_make_images_sized(dir, count, 64, 64, caption);
+}
+
+void train_support_make_images_sized(const char *dir, int count, int width, int height,
+                                     const char *caption) {
     char cmd[1200], path[1200];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
     CHECK(system(cmd) == 0);
     for (int i = 0; i < count; i++) {
         snprintf(path, sizeof path, "%s/img%d.png", dir, i);
-        CHECK(write_png(path, 64, 64, (unsigned)i) == 0);
+        CHECK(write_png(path, width, height, (unsigned)i) == 0);
         snprintf(path, sizeof path, "%s/img%d.txt", dir, i);
         CHECK(test_write_file(path, caption, strlen(caption)) == 0);
     }

@@ -10,6 +10,9 @@
 /* `count` 64x64 RGB PNGs (img<i>.png, a pattern per index) with `caption` in img<i>.txt, in
  * dir (created). Failures are recorded as test failures. */
 void train_support_make_images(const char *dir, int count, const char *caption);
+/* The same with width x height images. */
+void train_support_make_images_sized(const char *dir, int count, int width, int height,
+                                     const char *caption);
 bool train_support_exists(const char *path);
 /* Runs `sdti train --pretrained_model_name_or_path <tiny SD1 model> <args>`; returns the exit
  * code and the combined output (malloc'd) in *out. */

@@ -202,7 +202,7 @@ static int read_config_file(TrainOptions *o, Error *err) {
     if (o->output_config)
         return 0; /* kohya writes that file instead of reading it */
     if (toml_parse_file(o->config_path, &o->config, err) != 0)
-        return error_prefix(err, "--config_file");
+        return error_prefix(err, "--config_file: ");
     const TomlValue *root = o->config;
     for (size_t i = 0; i < root->entry_count; i++) {
         const TomlEntry *e = &root->entries[i];

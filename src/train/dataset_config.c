@@ -520,6 +520,12 @@ int dataset_config_load(const char *path, const DatasetArgs *args, DatasetGroupC
                          "%s: JSON dataset configs are not supported by sdti; write the same "
                          "keys as a .toml file",
                          path);
+    if (!file_exists(path))
+        return error_set(err, "--dataset_config %s: no such file", path);
+    if (file_is_dir(path))
+        return error_set(err, "--dataset_config %s: a folder; give the .toml file (or the "
+                              "folder as --train_data_dir)",
+                         path);
     if (!path_has_suffix(path, ".toml"))
         return error_set(err, "%s: a dataset config must be a .toml file (as in kohya)", path);
     char *text = NULL;

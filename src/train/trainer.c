@@ -145,7 +145,9 @@ static int setup_tokens(Trainer *t, Error *err) {
         Embedding e;
         embedding_init(&e);
         int rc = embedding_load(o->weights, &e, err);
-        if (rc == 0)
+        if (rc != 0)
+            error_prefix(err, "--weights: ");
+        else
             rc = ti_tokens_load_weights(&t->ti, &e, o->weights, t->width, t->rows, err);
         embedding_free(&e);
         if (rc != 0)
@@ -189,8 +191,8 @@ static int setup_datasets(Trainer *t, Error *err) {
     for (size_t d = 0; d < t->dataset_count; d++)
         images += t->datasets[d].num_train_images;
     if (images == 0)
-        return error_set(err, "no training images found (check --train_data_dir / the "
-                              "dataset config's image_dir)");
+        return error_set(err, "no training images found (see the warnings above; check "
+                              "--train_data_dir / the dataset config's image_dir)");
     if (!o->use_object_template && !o->use_style_template &&
         dataset_check_token_string(t->datasets, t->dataset_count, o->token_string, err) != 0)
         return -1;
