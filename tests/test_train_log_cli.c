@@ -182,6 +182,37 @@ int main(void) {
     free(events);
     free(run);
 
+    /* kill -9 in the middle of a long run: the log up to there stays readable (every event
+     * record whole with valid CRCs, every CSV row whole) */
+    snprintf(logs, sizeof logs, "%s/logs-killed", tmp);
+    char cmd[12000];
+    snprintf(cmd, sizeof cmd,
+             "OMP_WAIT_POLICY=passive '%s' train --pretrained_model_name_or_path '%s' "
+             "--train_data_dir '%s' --caption_extension .txt --resolution 64 --token_string "
+             "mytok --init_word cat --max_train_steps 100000 --output_dir '%s/out-killed' "
+             "--seed 1 --cache_latents --logging_dir '%s' > '%s/killed.out' 2>&1 & pid=$!; "
+             "for i in $(seq 600); do "
+             "  n=$(cat '%s'/*/loss.csv 2>/dev/null | wc -l); [ \"$n\" -ge 4 ] && break; "
+             "  sleep 0.1; done; kill -9 $pid; wait $pid; exit 0",
+             getenv("SDTI_BIN"), test_fixture(TRAIN_SUPPORT_MODEL), root, tmp, logs, tmp, logs);
+    CHECK(test_run(cmd, NULL) == 0);
+    run = only_entry(logs, "");
+    CHECKF(run != NULL, "no run folder in %s", logs);
+    if (run) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/textual_inversion", run);
+        events = only_entry(path, "events.out.tfevents.");
+        int records = events ? count_records(events) : -1;
+        snprintf(path, sizeof path, "%s/loss.csv", run);
+        int csv_rows = csv_steps(path, steps, 16);
+        printf("killed run: %d event records, %d CSV rows\n", records, csv_rows);
+        /* the version event, then loss and lr per row (the kill may fall between them) */
+        CHECKF(csv_rows >= 3 && records >= 1 + 2 * (csv_rows - 1),
+               "after kill -9: %d event records, %d CSV rows", records, csv_rows);
+        free(events);
+        free(run);
+    }
+
     struct {
         const char *extra, *needle;
     } cases[] = {
