@@ -5,11 +5,15 @@
  * state", "<output_name>-state"; "epoch" / "at" / "last" without --output_name, as kohya's
  * default_if_none) holds state.safetensors (every number below) and state.json (a summary
  * for people). It is written under "<folder>.tmp-<pid>" and renamed into place, so a run
- * killed while saving leaves the previous state whole. kohya's folders (accelerate's
+ * killed while saving leaves the previous state whole; what such a run leaves behind (its
+ * "<name>.tmp-<pid>" / "<name>.old-<pid>" folders and files) is removed by the next run that
+ * saves or resumes a state in the folder, once that process is gone. kohya's folders (accelerate's
  * model.safetensors, optimizer.bin, random_states_0.pkl) are refused on --resume: their
  * contents cannot give a bit-identical continuation. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,8 +133,57 @@ static void remove_state_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* The pid of a leftover name "<name>.tmp-<pid>" / "<name>.old-<pid>" that sdti train writes
+ * (<name> an embedding, a state folder or a state's file), or 0. */
+static long leftover_pid(const char *name) {
+    const char *p = NULL;
+    for (const char *s = name; (s = strchr(s, '.')) != NULL; s++)
+        if (strncmp(s, ".tmp-", 5) == 0 || strncmp(s, ".old-", 5) == 0)
+            p = s + 5;
+    if (!p || !*p)
+        return 0;
+    static const char *const kinds[] = {".pt", ".safetensors", ".ckpt", "-state", STATE_JSON};
+    size_t base = (size_t)(p - 5 - name);
+    bool ours = false;
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+        size_t k = strlen(kinds[i]);
+        ours = ours || (base >= k && strncmp(name + base - k, kinds[i], k) == 0);
+    }
+    if (!ours)
+        return 0;
+    char *end;
+    long pid = strtol(p, &end, 10);
+    return *end == '\0' && pid > 0 ? pid : 0;
+}
+
+/* Removes what runs killed while writing left in `dir` (a process that no longer exists:
+ * kill(pid, 0) says ESRCH): temporary embedding files, temporary and moved-aside state
+ * folders (only the files a state holds, and their own temporary files). */
+static void remove_leftovers(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = leftover_pid(e->d_name);
+        if (pid == 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (file_is_dir(path)) {
+            if (depth == 0)
+                remove_leftovers(path, 1);
+            remove_state_dir(path);
+        } else
+            remove(path);
+        log_info("removed %s, left by a stopped run (process %ld)", path, pid);
+    }
+    closedir(d);
+}
+
 int trainer_state_save(Trainer *t, const char *name, int epoch, size_t position, Error *err) {
     char dir[4096], tmp[4200], old[4200], file[4300];
+    remove_leftovers(t->o->output_dir, 0);
     int len = snprintf(dir, sizeof dir, "%s/%s", t->o->output_dir, name);
     if (len < 0 || (size_t)len >= sizeof dir)
         return error_set(err, "--output_dir/--output_name: path too long");
@@ -361,6 +414,7 @@ int trainer_state_load(Trainer *t, const char *dir, int64_t *perm, size_t total,
         return error_set(err, "--resume %s: path too long", dir);
     if (!file_is_dir(dir))
         return error_set(err, "--resume %s: no such folder", dir);
+    remove_leftovers(t->o->output_dir, 0);
     if (!file_exists(file))
         return error_set(err,
                          "--resume %s: no %s in it (not a state sdti saved; kohya's / "
