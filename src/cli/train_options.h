@@ -221,6 +221,8 @@ typedef struct TrainOptions {
     bool use_object_template;
     bool use_style_template;
     bool no_half_vae;
+    /* sdti's own options (after kohya's in the table) */
+    const char *replay; /* --replay: testing aid, trainer_replay.h */
 
     /* --- derived by train_options_finish -------------------------------------------------- */
     int resolution_width, resolution_height; /* 0 when --resolution is not given */
@@ -245,6 +247,7 @@ typedef enum TrainOptionStatus {
     TRAIN_OPT_CPU,       /* accepted, mapped to its CPU meaning */
     TRAIN_OPT_NO_EFFECT, /* accepted; means nothing here (single process, compiled C, ...) */
     TRAIN_OPT_NOT_YET,   /* refused when given a non-default value */
+    TRAIN_OPT_SDTI,      /* sdti's own option, not kohya's (the table's last entries) */
 } TrainOptionStatus;
 
 typedef struct TrainOptionDef {

@@ -457,6 +457,12 @@ const TrainOptionDef train_option_defs[] = {
      "ignore captions; use the style templates (\"a painting in the style of {}\")"},
     {"no_half_vae", OPT_FLAG, offsetof(TrainOptions, no_half_vae), TRAIN_OPTION_NO_HAS, NULL, NULL,
      TRAIN_OPT_CPU, "keep the VAE in float32 under mixed precision"},
+    /* sdti's own options: not in kohya's parser, so they come last */
+    {"replay", OPT_STRING, offsetof(TrainOptions, replay), TRAIN_OPTION_NO_HAS, NULL, NULL,
+     TRAIN_OPT_SDTI,
+     "testing aid: each step's images, timesteps and noise from this file (written by "
+     "tools/reference/kohya_ti_step.py) instead of the random draws; the loss and rows of every "
+     "step go to <output_dir>/replay_trajectory.safetensors (default none)"},
 };
 
 const int train_option_count = (int)(sizeof train_option_defs / sizeof train_option_defs[0]);

@@ -13,6 +13,7 @@
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
 #include "train/trainer_internal.h"
+#include "train/trainer_replay.h"
 #include "train/trainer_log.h"
 
 static int check_required(const TrainOptions *o, Error *err) {
@@ -240,6 +241,7 @@ static void trainer_free(Trainer *t) {
     if (t->mf_open)
         model_files_close(&t->mf);
     nn_context_free(t->ctx);
+    trainer_replay_free(t);
 }
 
 /* An optimizer step: kohya's clip_grad_norm_ over the whole embedding matrix (every row used
@@ -268,6 +270,8 @@ static int optimizer_update(Trainer *t, float *grad, Error *err) {
         memcpy(t->rows, t->full + vocab * w, sizeof(float) * (size_t)t->n_vec * w);
         memcpy(t->full, t->orig, sizeof(float) * vocab * w); /* kohya's restore */
     }
+    if (t->replay)
+        trainer_replay_record_step(t, grad + (size_t)(t->ti.ids[0] - t->first_param_id) * w, lr);
     for (size_t i = 0; i < (size_t)t->n_vec * t->width; i++)
         if (!isfinite(t->rows[i]))
             return error_set(err,
@@ -359,6 +363,8 @@ static int train_loop(Trainer *t, Error *err) {
                 break;
             p.loss_sum += loss;
             p.loss_count++;
+            if (t->replay)
+                trainer_replay_record_loss(t, loss);
             end_pos = k + 1;
             if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum)) {
                 /* kohya logs every micro-batch's loss at the global step it has */
@@ -499,9 +505,13 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
             rc = error_set(err, "--output_dir %s: cannot create the folder", o->output_dir);
     }
     rc = rc ? rc : setup_schedule(t, err);
+    if (rc == 0 && o->replay)
+        rc = trainer_replay_open(t, err);
     if (rc == 0 && (o->cache_latents || o->cache_latents_to_disk))
         rc = trainer_cache_latents(t, err);
     rc = rc ? rc : train_loop(t, err);
+    if (rc == 0 && t->replay)
+        rc = trainer_replay_write(t, err);
     if (rc == 0)
         fprintf(stderr, "sdti train: the embedding is %s\n", t->last_saved);
     trainer_free(t);

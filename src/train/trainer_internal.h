@@ -91,6 +91,7 @@ typedef struct Trainer {
     size_t perm_total; /* batches per epoch */
     const char *output_name;
     char last_saved[4096];
+    struct TrainerReplay *replay; /* --replay (trainer_replay.h), else NULL */
 } Trainer;
 
 /* trainer_step.c */

@@ -10,6 +10,7 @@
 #include "nn/conv2d.h"
 #include "train/latent_cache.h"
 #include "train/trainer_internal.h"
+#include "train/trainer_replay.h"
 
 void row_grad_acc_free(RowGradAcc *a) {
     free(a->ids);
@@ -243,6 +244,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     const Dataset *ds = &t->datasets[d];
     const size_t *idx;
     int bsz = (int)dataset_batch_images(ds, batch, &idx);
+    if (t->replay) /* --replay: the batch's images come from the file */
+        bsz = trainer_replay_images(t, &idx);
     const DatasetImage *first = &ds->images[idx[0]];
     int h = first->bucket.height, w = first->bucket.width, lh, lw;
     vae_latent_size(&t->vae.cfg, h, w, &lh, &lw);
@@ -307,6 +310,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     if (rc == 0)
         rc = train_noise_draw(&t->schedule, &t->o->noise, &t->g, &t->py, bsz, C, lh, lw, b.latents,
                               b.noise, b.noisy, b.timesteps, err);
+    if (rc == 0 && t->replay) /* --replay: latents, noise and timesteps from the file */
+        trainer_replay_draws(t, bsz, per, b.latents, b.noise, b.noisy, b.timesteps);
     if (rc == 0)
         rc = ensure_shapes(t, bsz, lh, lw, err);
     if (rc == 0)
