@@ -10,8 +10,12 @@
 int trainer_log_open(const Trainer *t, TrainLog **log, Error *err) {
     const TrainOptions *o = t->o;
     *log = NULL;
-    if (!o->logging_dir)
+    if (!o->logging_dir) {
+        if (o->log_prefix || o->log_tracker_name || o->log_tracker_config)
+            log_warning("--log_prefix, --log_tracker_name and --log_tracker_config do nothing "
+                        "without --logging_dir (kohya ignores them too)");
         return 0;
+    }
     TrainLogSettings s = {.logging_dir = o->logging_dir,
                           .prefix = o->log_prefix,
                           .tracker_name = o->log_tracker_name};
