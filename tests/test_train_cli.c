@@ -183,7 +183,7 @@ static void test_refusals(const char *tmp) {
     } cases[] = {
         {"", "occurs in no caption"},
         {"--sample_every_n_steps 1", "--sample_every_n_steps is not supported yet"},
-        {"--vae other.safetensors", "--vae is not supported yet"},
+        {"--vae other.safetensors", "--vae other.safetensors: no such file or folder"},
         {"--no_such_option 1", "no_such_option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

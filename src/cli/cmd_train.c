@@ -22,7 +22,6 @@ static LogLevel log_level_of(const char *name) {
  * refused by name, never ignored. */
 static const char *const not_run_yet[] = {
     "console_log_file",
-    "vae",
     "log_config",
     "sample_every_n_steps",
     "sample_every_n_epochs",

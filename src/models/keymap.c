@@ -473,6 +473,30 @@ int keymap_ldm_to_diffusers(const TensorSet *ldm, SdVersion version, TensorSet o
     return rc;
 }
 
+int keymap_ldm_vae_to_diffusers(const TensorSet *ldm, const char *prefix, TensorSet *out,
+                                KeymapReport *report, Error *err) {
+    tensor_set_init(out);
+    memset(report, 0, sizeof *report);
+    bool *claimed = calloc(ldm->count ? ldm->count : 1, sizeof *claimed);
+    if (!claimed)
+        return error_set(err, "out of memory (key map)");
+    KeyModuleList mods = {0};
+    int rc = keymap_vae_modules_from_ldm(ldm, prefix, &mods, err);
+    if (rc == 0)
+        rc = map_component_to_canonical(ldm, prefix, &mods, out, claimed, report, err);
+    key_modules_free(&mods);
+    /* the rest of a whole checkpoint (UNet, text encoder) is simply not the VAE: counted */
+    for (size_t i = 0; i < ldm->count && rc == 0; i++)
+        if (!claimed[i])
+            report->ignored_count++;
+    free(claimed);
+    if (rc != 0) {
+        tensor_set_free(out);
+        keymap_report_free(report);
+    }
+    return rc;
+}
+
 /* ---- canonical -> LDM ---- */
 
 static int build_canon_modules(const TensorSet *set, ModelComponent c, SdVersion version,

@@ -55,6 +55,13 @@ void keymap_report_free(KeymapReport *r);
 int keymap_ldm_to_diffusers(const TensorSet *ldm, SdVersion version, TensorSet out[COMPONENT_COUNT],
                             KeymapReport *report, Error *err);
 
+/* The VAE alone, from an LDM state dict whose VAE keys start with `prefix`
+ * ("first_stage_model." in a whole checkpoint, "" in a VAE-only file such as A1111's
+ * *.vae.pt): `out` gets the canonical names (entries point into `ldm`), keys outside the
+ * prefix are counted as ignored, unknown keys under it go to `report`. */
+int keymap_ldm_vae_to_diffusers(const TensorSet *ldm, const char *prefix, TensorSet *out,
+                                KeymapReport *report, Error *err);
+
 /* The reverse, for writing LDM single files (`ldm` is initialised here). Entries point into
  * `in`'s data, except SD2's fused q/k/v `in_proj`, whose new bytes `ldm` owns. SD2 also gets
  * the unused last resblock back, as a copy (by reference) of the layer before it, the way

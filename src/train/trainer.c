@@ -106,9 +106,19 @@ static int setup_model(Trainer *t, Error *err) {
                   err) != 0)
         return error_prefix(err, "%s: ", t->mf.path);
     DType vae_storage = o->no_half_vae ? DTYPE_F32 : t->storage;
-    if (vae_load(&t->vae, &t->mf.components[COMPONENT_VAE], &t->mf.config.vae, VAE_ENCODER,
-                 vae_storage, err) != 0)
+    if (o->vae) {
+        /* kohya's --vae (load_vae): another VAE's weights with the model's VAE shapes */
+        if (vae_file_open(o->vae, &t->vae_file, err) != 0)
+            return -1;
+        t->vae_file_open = true;
+        if (vae_load(&t->vae, &t->vae_file.vae, &t->mf.config.vae, VAE_ENCODER, vae_storage,
+                     err) != 0)
+            return error_prefix(err, "--vae %s: not a VAE of this model's shape: ", o->vae);
+        log_info("VAE: %s (--vae)", t->vae_file.path);
+    } else if (vae_load(&t->vae, &t->mf.components[COMPONENT_VAE], &t->mf.config.vae,
+                        VAE_ENCODER, vae_storage, err) != 0) {
         return error_prefix(err, "%s: ", t->mf.path);
+    }
     t->vae_loaded = true;
     return 0;
 }
@@ -234,6 +244,8 @@ static void trainer_free(Trainer *t) {
         ti_tokens_free(&t->ti);
     if (t->vae_loaded)
         vae_free(&t->vae);
+    if (t->vae_file_open)
+        vae_file_close(&t->vae_file);
     unet_free(t->unet);
     if (t->clip_bound)
         clip_text_free(&t->clip);

@@ -12,6 +12,7 @@
 #include "models/model_files.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "models/vae_file.h"
 #include "nn/nn_context.h"
 #include "text/ti_tokens.h"
 #include "text/tokenizer.h"
@@ -52,6 +53,8 @@ typedef struct Trainer {
     Unet *unet;
     Vae vae;
     bool vae_loaded;
+    VaeFile vae_file; /* --vae: the separate VAE's weights, which `vae` binds */
+    bool vae_file_open;
     DatasetGroupConfig group;
     Dataset *datasets;
     size_t dataset_count;
