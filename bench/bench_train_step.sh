@@ -17,6 +17,7 @@
 #   stored half, float32 arithmetic). PyTorch runs fp32 (the comparison) and, with
 #   TORCH_BENCH_BF16=1 (default), also kohya's bf16 (bf16 UNet weights, autocast): the
 #   like-for-like line. SDTI_BENCH_CKPT=1 adds --gradient_checkpointing to sdti.
+#   SDTI_BENCH_MODEL=PATH trains that checkpoint instead of the random one.
 # The machine should be otherwise idle; when it is not, set OMP_WAIT_POLICY=passive (both
 # sides read it) and repeat: the ratios move less than the seconds.
 set -euo pipefail
@@ -29,7 +30,7 @@ torch_bf16=${TORCH_BENCH_BF16:-1}
 ckpt=${SDTI_BENCH_CKPT:-0}
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-model=$build/bench/sd15-random.safetensors
+model=${SDTI_BENCH_MODEL:-$build/bench/sd15-random.safetensors}
 [ -f "$model" ] || "$py" bench/bench_train_step.py --write-model "$model"
 
 work=$(mktemp -d)

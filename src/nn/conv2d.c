@@ -230,6 +230,15 @@ Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, int backward, const 
     int spatial_kernel = s->kernel_h > 1 || s->kernel_w > 1;
     if (spatial_kernel && s->out_ch < 16)
         return CONV2D_ALGO_ONEDNN_BLOCKED;
+    /* oneDNN's NCHW backward-data builds the whole column matrix (in_ch * kh * kw x output
+     * pixels) in its scratchpad: 141 MB for the UNet's 960->320 layer at 64x64, the largest
+     * buffer of a training step. The blocked kernel needs none and measured as fast or faster
+     * on the 64x64 layers (0.92x vs 0.99x PyTorch, loaded machine), so it takes those and any
+     * layer whose columns would pass 64 MiB (1920->640 at 32x32: equal speed). */
+    double col_bytes =
+        4.0 * s->in_ch * s->kernel_h * s->kernel_w * conv2d_out_h(s) * conv2d_out_w(s);
+    if (backward && spatial_kernel && (pixels >= 64L * 64 || col_bytes > 64.0 * 1048576))
+        return CONV2D_ALGO_ONEDNN_BLOCKED;
     if (backward || !spatial_kernel || s->in_ch < 16)
         return CONV2D_ALGO_ONEDNN_NCHW;
     if ((s->stride == 1 && pixels >= 32L * 32) || pixels >= 256L * 256)
