@@ -26,7 +26,9 @@ sizes (32x32 and a non-square 48x32, W x H):
     (x / 2 + 0.5).clamp(0, 1), (x * 255) rounded half to even, uint8 -> <case>.png.
 
 expected.safetensors holds, per case "<model>_<sampler>_<W>x<H>": "<case>/latents" [1, 4, h, w]
-(and the case list in its metadata); per model "<model>/te_embedding" [1, 77, 8]: the text
+(and the case list in its metadata); "<model>_{euler_a,dpm_2_a}_batch2/latents" [2, 4, h, w]: a
+batch of two prompts with their own negatives and seeds (kohya's per-image re-seeding of the one
+global generator, whose state the ancestral noise then continues); per model "<model>/te_embedding" [1, 77, 8]: the text
 encoder's output for the embedding prompt (diffusers' tokenizer + the loaded embedding), and
 "<model>/te_weighted" [1, 154, 8]: kohya's get_weighted_text_embeddings for WEIGHTED_PROMPT with
 max_embeddings_multiples 2 (written out here from its documented steps: pieces with weights,
@@ -66,6 +68,8 @@ SCALE = 7.5
 PROMPT = "a photo of gentok on a beach"
 NEGATIVE = "blurry, ugly"
 SIZES = [(32, 32), (48, 32)]  # (W, H)
+BATCH_PROMPTS = [PROMPT, "a house by the sea"]
+BATCH_NEGATIVES = [NEGATIVE, ""]
 
 # kohya's --sampler names -> (diffusers class, extra constructor arguments)
 SAMPLERS = {
@@ -203,6 +207,40 @@ def main():
                 Image.fromarray(rgb[0]).save(os.path.join(OUT, f"{name}.png"))
                 cases.append({"name": name, "model": model, "sampler": sampler, "width": w, "height": h, "seed": seed})
                 print(name, float(latents.abs().max()))
+        # a batch of two images with their own prompts, negatives and seeds, as kohya batches
+        # them: each image's seed re-seeds the one global generator before its start latents and
+        # unused noises, and the ancestral noise then comes from where the last image left it
+        for sampler in ["euler_a", "dpm_2_a"]:
+            pipe = make_pipe(model, sampler)
+            w, h = SIZES[1]
+            f = pipe.vae_scale_factor
+            shape = (4, h // f, w // f)
+            seeds = [seed + 1, seed + 2]
+            seed += 2
+            g = torch.Generator("cpu")
+            starts = []
+            for s in seeds:
+                g.manual_seed(s)
+                starts.append(torch.randn(shape, generator=g))
+                for _ in range(STEPS * (2 if sampler == "dpm_2_a" else 1)):
+                    torch.randn(shape, generator=g)
+            name = f"{model}_{sampler}_batch2"
+            with torch.no_grad():
+                latents = pipe(
+                    BATCH_PROMPTS,
+                    negative_prompt=BATCH_NEGATIVES,
+                    height=h,
+                    width=w,
+                    num_inference_steps=STEPS,
+                    guidance_scale=SCALE,
+                    latents=torch.stack(starts),
+                    generator=g,
+                    output_type="latent",
+                ).images
+            tensors[f"{name}/latents"] = latents.contiguous()
+            cases.append({"name": name, "model": model, "sampler": sampler, "width": w, "height": h, "seeds": seeds,
+                          "prompts": BATCH_PROMPTS, "negatives": BATCH_NEGATIVES})
+            print(name, float(latents.abs().max()))
         pipe = make_pipe(model, "euler")
         ids = pipe.tokenizer(pipe.maybe_convert_prompt(PROMPT, pipe.tokenizer), padding="max_length", max_length=77).input_ids
         tensors[f"{model}/te_embedding"] = encode_ids(pipe, ids).contiguous()
