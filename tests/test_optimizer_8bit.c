@@ -5,8 +5,10 @@
  * (kohya's TI rows inside a bigger matrix, a small tensor on 32-bit state, optimizer
  * arguments, a 1-D tensor with a partial block, min_8bit_size): after every step the state
  * bytes must equal bitsandbytes' and the parameter and absmax must agree to 1e-6 relative
- * (max|d| / max|ref|; measured: equal). Also a save/load of the state after two steps that
- * continues bit for bit, and the arguments bitsandbytes refuses. */
+ * (max|d| / max|ref|; measured: absmax equal, parameters <= 3.6e-8, about 0.2 % of them one
+ * ulp apart: torch's float32 sqrt, MKL's, is off by an ulp for 0.65 % of inputs). Also a save/load
+ * of the state after two steps that continues bit for bit, and the arguments bitsandbytes refuses.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
