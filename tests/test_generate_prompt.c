@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "base/file_util.h"
 #include "cli/generate_options.h"
 #include "generate/generate_run.h"
+#include "generate/png_output.h"
 #include "generate/prompt_line.h"
 #include "generate/prompt_weights.h"
 #include "generate/text_condition.h"
@@ -209,7 +211,47 @@ static void test_chunk_weights(void) {
     CHECK(out[84] == 1.0f && out[153] == 1.0f);
 }
 
+/* Latin-1 text goes to tEXt (as Latin-1 bytes), anything else to iTXt (UTF-8), as PIL writes
+ * them; libpng reads both back as the same UTF-8 / Latin-1 strings. */
+static void test_png_text(void) {
+    const char *dir = test_tmp_dir("test_generate_png");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/t.png", dir);
+    uint8_t rgb[2 * 3 * 3];
+    for (int i = 0; i < (int)sizeof rgb; i++)
+        rgb[i] = (uint8_t)(i * 13);
+    PngTextEntry text[2] = {{"prompt", "caf\xc3\xa9"}, {"negative-prompt", "\xe7\x8c\xab cat"}};
+    Error err = {{0}};
+    CHECK_OK(png_output_write(path, rgb, 3, 2, text, 2, &err), &err);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png)) == 0) {
+        png_init_io(png, f);
+        png_read_info(png, info);
+        png_textp t = NULL;
+        int n = 0;
+        png_get_text(png, info, &t, &n);
+        CHECK(n == 2);
+        if (n == 2) {
+            CHECK(t[0].compression == PNG_TEXT_COMPRESSION_NONE &&
+                  strcmp(t[0].text, "caf\xe9") == 0);
+            CHECK(t[1].compression == PNG_ITXT_COMPRESSION_NONE &&
+                  strcmp(t[1].text, "\xe7\x8c\xab cat") == 0);
+        }
+        CHECK(png_get_image_width(png, info) == 3 && png_get_image_height(png, info) == 2);
+    } else {
+        CHECK(false);
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
+}
+
 int main(void) {
+    test_png_text();
     test_attention();
     test_option_table();
     test_py_float();
