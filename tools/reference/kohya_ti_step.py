@@ -35,10 +35,11 @@ type's precision; the C test states the tolerance it reaches.
 Output (tests/fixtures/train_replay/):
   images/1_mytok/img<i>.png + .txt   the 32x32 training images and their captions
   <model>_<precision>.safetensors     replay inputs:  latents [I,4,16,16] (per image, in the
-                                      metadata's "images" order), order [K,B] (image indices),
-                                      timesteps [K,B] int64, noise [K,B,4,16,16];
+                                      metadata's "images" order), order [M,B] (image indices;
+                                      M = K x accumulation micro-batches), timesteps [M,B]
+                                      int64, noise [M,B,4,16,16];
                                       expected:       expected_rows_init [N,W],
-                                      expected_loss [K], expected_lr [K],
+                                      expected_loss [M] (every micro-batch), expected_lr [K],
                                       expected_grad [K,N,W] (the new rows' gradient after
                                       clipping), expected_rows [K,N,W] (after each step);
                                       metadata "sdti_args": the sdti train options of the run.
@@ -89,6 +90,12 @@ CASES = [
     # SD2: v-prediction, last layer; norms 2e-4..4e-4, so 2.5e-4 clips some steps, not all
     {"name": "sd2", "model": "sd2-tiny", "v2": True, "v_param": True, "clip_skip": None,
      "max_grad_norm": 2.5e-4, "pad_id": 0},
+    # SD1 with gradient accumulation 2, --max_token_length 150 (two 77-token chunks),
+    # --min_snr_gamma 5, a linear schedule without warm-up (float32 only)
+    {"name": "sd1_accum", "model": "sd1-tiny", "v2": False, "v_param": False, "clip_skip": 1,
+     "max_grad_norm": 0.05, "pad_id": 49407, "accum": 2, "max_token_length": 150,
+     "min_snr_gamma": 5.0, "lr_scheduler": "linear", "lr_warmup": 0,
+     "precisions": ["fp32"]},
 ]
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -153,11 +160,18 @@ def setup_tokens(tok, te, case):
     return token_strings, ids
 
 
-def caption_ids(tok, caption, token_strings):
+def caption_ids(tok, caption, token_strings, max_token_length):
+    """SdTokenizeStrategy: [1, n, 77] (n chunks of BOS + 75 ids + the last id; SD1 only here,
+    SD2's chunk fixes are not needed by these captions)."""
     if NUM_VECTORS > 1:
         caption = caption.replace(TOKEN, " ".join(token_strings))
-    return tok(caption, padding="max_length", truncation=True, max_length=77,
-               return_tensors="pt").input_ids
+    length = 77 if max_token_length is None else max_token_length + 2
+    ids = tok(caption, padding="max_length", truncation=True, max_length=length,
+              return_tensors="pt").input_ids[0]
+    if length == 77:
+        return ids[None, None]
+    chunks = [torch.cat([ids[:1], ids[i:i + 75], ids[-1:]]) for i in range(1, length - 77 + 2, 75)]
+    return torch.stack(chunks)[None]
 
 
 def autocast(dtype):
@@ -167,7 +181,10 @@ def autocast(dtype):
 
 
 def encode_text(te, ids, clip_skip, amp):
-    """SdTextEncodingStrategy.encode_tokens on an accelerate-prepared text encoder."""
+    """SdTextEncodingStrategy.encode_tokens on an accelerate-prepared text encoder: ids
+    [B, n, 77] -> [B, 1 + 75 n + 1, W] (the chunks' BOS / last states dropped in between)."""
+    b, n = ids.shape[0], ids.shape[1]
+    ids = ids.reshape(b * n, 77)
     with autocast(amp):
         if clip_skip is None:
             h = te(ids)[0]
@@ -176,16 +193,23 @@ def encode_text(te, ids, clip_skip, amp):
     h = h.float()  # accelerate's convert_outputs_to_fp32
     if clip_skip is not None:
         h = te.text_model.final_layer_norm(h)
+    h = h.reshape(b, n * 77, h.shape[-1])
+    if n > 1:
+        parts = [h[:, :1]] + [h[:, i:i + 75] for i in range(1, n * 77, 77)] + [h[:, -1:]]
+        h = torch.cat(parts, dim=1)
     return h
 
 
 def draw_replay(case, amp, latents_unscaled):
-    """What the step draws: the batches' images, timesteps and noise (in the weight dtype)."""
-    g = torch.Generator().manual_seed(1000 + (17 if case["v2"] else 0))
+    """What the step draws: the micro-batches' images, timesteps and noise (in the weight
+    dtype)."""
+    g = torch.Generator().manual_seed(1000 + (17 if case["v2"] else 0) +
+                                      (5 if case.get("accum", 1) > 1 else 0))
     n = latents_unscaled.shape[0]
-    order = torch.stack([torch.randperm(n, generator=g)[:BATCH] for _ in range(STEPS)])
-    timesteps = torch.randint(0, 1000, (STEPS, BATCH), generator=g)
-    shape = (STEPS, BATCH) + tuple(latents_unscaled.shape[1:])
+    micro = STEPS * case.get("accum", 1)
+    order = torch.stack([torch.randperm(n, generator=g)[:BATCH] for _ in range(micro)])
+    timesteps = torch.randint(0, 1000, (micro, BATCH), generator=g)
+    shape = (micro, BATCH) + tuple(latents_unscaled.shape[1:])
     noise = torch.randn(shape, generator=g, dtype=amp or torch.float32)
     return order, timesteps, noise
 
@@ -219,36 +243,51 @@ def run(case, precision, latents_unscaled, replay, gradient_checkpointing=False)
     te.train()
 
     optimizer = torch.optim.AdamW(te.get_input_embeddings().parameters(), lr=LEARNING_RATE)
-    lr_scheduler = get_scheduler(LR_SCHEDULER, optimizer, num_warmup_steps=LR_WARMUP,
+    lr_scheduler = get_scheduler(case.get("lr_scheduler", LR_SCHEDULER), optimizer,
+                                 num_warmup_steps=case.get("lr_warmup", LR_WARMUP),
                                  num_training_steps=STEPS)
     sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                           num_train_timesteps=1000, clip_sample=False,
                           prediction_type="v_prediction" if case["v_param"] else "epsilon")
+    accum = case.get("accum", 1)
+    gamma = case.get("min_snr_gamma")
+    acp = sched.alphas_cumprod
+    all_snr = (torch.sqrt(acp) / torch.sqrt(1.0 - acp)) ** 2  # prepare_scheduler_for_custom_training
 
-    ids_by_image = [caption_ids(tok, read_caption(folder, name), token_strings)
+    ids_by_image = [caption_ids(tok, read_caption(folder, name), token_strings,
+                                case.get("max_token_length"))
                     for name in image_names()]
     order, timesteps, noise = replay
     wdtype = amp or torch.float32
     losses, lrs, grads, rows = [], [], [], []
-    for step in range(STEPS):
-        sel = order[step]
+    for micro in range(STEPS * accum):
+        sync = (micro + 1) % accum == 0
+        sel = order[micro]
         latents = latents_unscaled[sel].to(wdtype) * VAE_SCALE
         input_ids = torch.cat([ids_by_image[int(i)] for i in sel])
         hidden = encode_text(te, input_ids, case["clip_skip"], amp)
-        eps = noise[step]
-        t = timesteps[step]
+        eps = noise[micro]
+        t = timesteps[micro]
         noisy = sched.add_noise(latents, eps, t)
         with autocast(amp):
             pred = unet(noisy, t, hidden).sample
         target = sched.get_velocity(latents, eps, t) if case["v_param"] else eps
         loss = F.mse_loss(pred.float(), target.float(), reduction="none")
         loss = loss.mean([1, 2, 3]) * torch.ones(BATCH)  # loss_weights: 1.0 (no reg images)
+        if gamma:  # apply_snr_weight (epsilon)
+            snr = all_snr[t]
+            loss = loss * (torch.minimum(snr, torch.full_like(snr, gamma)) / snr).float()
         loss = loss.mean()
+        losses.append(float(loss.detach()))
+        # accelerator.backward divides by the accumulation steps; the grads add up until sync
         if amp == torch.float16:
-            (loss * FP16_LOSS_SCALE).backward()
-            emb_param.grad.mul_(1.0 / FP16_LOSS_SCALE)
+            (loss / accum * FP16_LOSS_SCALE).backward()
         else:
-            loss.backward()
+            (loss / accum).backward()
+        if not sync:  # accelerate skips clip, step, scheduler and zero_grad until sync
+            continue
+        if amp == torch.float16:
+            emb_param.grad.mul_(1.0 / FP16_LOSS_SCALE)
         assert torch.isfinite(emb_param.grad).all(), "a skipped fp16 step"
         torch.nn.utils.clip_grad_norm_(te.get_input_embeddings().parameters(),
                                        case["max_grad_norm"])
@@ -259,7 +298,6 @@ def run(case, precision, latents_unscaled, replay, gradient_checkpointing=False)
         optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             emb_param[index_no_updates] = orig[index_no_updates]
-        losses.append(float(loss.detach()))
         rows.append(emb_param.data[ids].detach().clone())
     return {
         "expected_rows_init": rows_init,
@@ -274,9 +312,16 @@ def sdti_args(case, precision):
     a = [f"--resolution {RESOLUTION}", "--caption_extension .txt", f"--token_string {TOKEN}",
          f"--num_vectors_per_token {NUM_VECTORS}", f"--init_word '{INIT_WORD}'",
          f"--train_batch_size {BATCH}", f"--max_train_steps {STEPS}",
-         f"--learning_rate {LEARNING_RATE}", f"--lr_scheduler {LR_SCHEDULER}",
-         f"--lr_warmup_steps {LR_WARMUP}", f"--max_grad_norm {case['max_grad_norm']}",
-         "--seed 1"]
+         f"--learning_rate {LEARNING_RATE}",
+         f"--lr_scheduler {case.get('lr_scheduler', LR_SCHEDULER)}",
+         f"--lr_warmup_steps {case.get('lr_warmup', LR_WARMUP)}",
+         f"--max_grad_norm {case['max_grad_norm']}", "--seed 1"]
+    if case.get("accum", 1) > 1:
+        a.append(f"--gradient_accumulation_steps {case['accum']}")
+    if case.get("max_token_length"):
+        a.append(f"--max_token_length {case['max_token_length']}")
+    if case.get("min_snr_gamma"):
+        a.append(f"--min_snr_gamma {case['min_snr_gamma']}")
     if case["v2"]:
         a.append("--v2")
     if case["v_param"]:
@@ -292,13 +337,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check-gc", action="store_true",
                    help="also run with gradient checkpointing and assert the same trajectory")
+    p.add_argument("--only", help="write only the cases of this name (sd1, sd2, sd1_accum)")
     args = p.parse_args()
     torch.manual_seed(0)
     folder = write_images()
     for case in CASES:
+        if args.only and case["name"] != args.only:
+            continue
         model_dir = os.path.join(MODELS, case["model"], "diffusers")
         lat = cached_latents(model_dir, folder)
-        for precision in PRECISIONS:
+        for precision in case.get("precisions", PRECISIONS):
             replay = draw_replay(case, PRECISIONS[precision], lat)
             exp = run(case, precision, lat, replay)
             if args.check_gc:
