@@ -4,7 +4,10 @@
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config clang libclang-rt-14-dev
           libzip-dev libcjson-dev libyaml-dev zlib1g-dev libopenblas-dev libdnnl-dev
-          libutf8proc-dev libpcre2-dev libpng-dev libjpeg-dev libwebp-dev)
+          libutf8proc-dev libpcre2-dev libpng-dev libjpeg-dev libwebp-dev
+          libopenmpi-dev openmpi-bin)
+# libopenmpi-dev / openmpi-bin: data-parallel `mpirun -np N sdti train` and its test
+# (docs/distributed.md). Optional for a build: without them CMake builds a one-process sdti.
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "train/dist.h"
 
 static const struct {
     const char *name;
@@ -38,6 +39,9 @@ int main(int argc, char **argv) {
     if (strcmp(name, "--version") == 0) {
         printf("sdti %s\n", SDTI_VERSION);
         printf("features: safetensors, torch zip + legacy checkpoints, diffusers folders\n");
+        printf("mpi: %s\n", dist_built_with_mpi()
+                                ? "yes (data-parallel `mpirun -np N sdti train`)"
+                                : "no (built without MPI: sdti train runs in one process)");
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

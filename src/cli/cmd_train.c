@@ -1,11 +1,14 @@
 /* sdti train: kohya's train_textual_inversion.py options, parsed and checked, then the
  * training run (src/train/trainer.h). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "base/log.h"
 #include "cli/commands.h"
 #include "cli/train_options.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 static LogLevel log_level_of(const char *name) {
@@ -43,22 +46,60 @@ static int check_loop_supports(const TrainOptions *o, Error *err) {
     return 0;
 }
 
+/* --num_cpu_threads_per_process N (or =N): accelerate launch's option in kohya's command lines
+ * (`accelerate launch --num_cpu_threads_per_process 1 train_textual_inversion.py ...`), here
+ * the threads of each rank; taken out of argv before kohya's options are parsed. */
+static int take_threads_option(int *argc, char **argv, int *threads, Error *err) {
+    static const char name[] = "--num_cpu_threads_per_process";
+    size_t len = sizeof name - 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strncmp(argv[i], name, len) != 0 || (argv[i][len] != '\0' && argv[i][len] != '='))
+            continue;
+        int used = argv[i][len] == '=' ? 1 : 2;
+        const char *value =
+            argv[i][len] == '=' ? argv[i] + len + 1 : (i + 1 < *argc ? argv[i + 1] : NULL);
+        char *end = NULL;
+        long v = value ? strtol(value, &end, 10) : 0;
+        if (!value || !*value || *end || v < 1 || v > 4096)
+            return error_set(err, "%s expects a thread count (a whole number from 1)", name);
+        *threads = (int)v;
+        for (int k = i; k + used < *argc; k++)
+            argv[k] = argv[k + used];
+        *argc -= used;
+        i--;
+    }
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     TrainOptions o;
     Error err = {0};
     bool help = false;
-    int rc = 1;
+    int rc = 1, threads = 0;
     train_options_init(&o);
-    if (train_options_parse(&o, argc, argv, &help, &err) != 0) {
-        fprintf(stderr, "%s\n", err.message);
+    if (dist_init(&err) != 0) {
+        fprintf(stderr, "sdti train: %s\n", err.message);
+        goto done;
+    }
+    /* under mpirun: rank 0 speaks for the job (every rank agrees on errors and has the
+     * failing rank's message); the others print errors only */
+    bool quiet = dist_rank() != 0;
+    if (quiet)
+        log_set_level(LOG_ERROR);
+    if (take_threads_option(&argc, argv, &threads, &err) != 0 ||
+        train_options_parse(&o, argc, argv, &help, &err) != 0) {
+        if (!quiet)
+            fprintf(stderr, "%s\n", err.message);
         goto done;
     }
     if (help) {
-        train_options_print_help();
+        if (!quiet)
+            train_options_print_help();
         rc = 0;
         goto done;
     }
-    log_set_level(log_level_of(o.console_log_level));
+    if (!quiet)
+        log_set_level(log_level_of(o.console_log_level));
     if (o.output_config) {
         if (train_options_write_config(&o, &err) != 0) {
             fprintf(stderr, "sdti train: %s\n", err.message);
@@ -74,12 +115,14 @@ int cmd_train(int argc, char **argv) {
     }
     LrSchedulerSettings lr;
     train_options_lr_settings(&o, o.max_train_steps, &lr);
-    if (check_loop_supports(&o, &err) != 0 || trainer_run(&o, &lr, 0, &err) != 0) {
-        fprintf(stderr, "sdti train: %s\n", err.message);
+    if (check_loop_supports(&o, &err) != 0 || trainer_run(&o, &lr, threads, &err) != 0) {
+        if (!quiet)
+            fprintf(stderr, "sdti train: %s\n", err.message);
         goto done;
     }
     rc = 0;
 done:
+    dist_finalize();
     train_options_free(&o);
     return rc;
 }

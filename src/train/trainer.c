@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
+#include "train/dist.h"
 #include "train/trainer_internal.h"
 #include "train/trainer_replay.h"
 #include "train/trainer_log.h"
@@ -180,6 +181,10 @@ static int setup_datasets(Trainer *t, Error *err) {
                                : dataset_config_from_args(&a, &t->group, err);
     if (rc != 0)
         return -1;
+    /* data parallel: the batches are the global ones (batch_size per rank x ranks), as a
+     * one-process run with that batch makes them; each rank computes its share */
+    for (size_t d = 0; d < t->group.dataset_count; d++)
+        t->group.datasets[d].batch_size *= dist_size();
     for (size_t d = 0; d < t->group.dataset_count; d++)
         for (size_t s = 0; s < t->group.datasets[d].subset_count; s++)
             if (t->group.datasets[d].subsets[s].alpha_mask)
@@ -332,8 +337,9 @@ static int train_loop(Trainer *t, Error *err) {
     int first_epoch = 0;
     size_t start = 0; /* batches of first_epoch already done (a resumed state) */
     int rc = 0;
-    if (o->resume)
-        rc = trainer_state_load(t, o->resume, perm, total, &first_epoch, &start, err);
+    if (o->resume) /* every rank reads the state (a shared or copied folder) */
+        rc = dist_any_error(
+            trainer_state_load(t, o->resume, perm, total, &first_epoch, &start, err), err);
     bool save_state = o->save_state;
     bool end_state = o->save_state || o->save_state_on_train_end;
     int end_epoch = 0; /* where the run stops, for the train-end state */
@@ -341,9 +347,9 @@ static int train_loop(Trainer *t, Error *err) {
     Progress p;
     progress_init(&p);
     p.start_step = t->global_step; /* it/s counts this run's steps (a resumed run's too) */
-    TrainLog *log = NULL;
+    TrainLog *log = NULL;          /* rank 0's; the others log nothing (NULL) */
     if (rc == 0)
-        rc = trainer_log_open(t, &log, err);
+        rc = dist_any_error(dist_rank() == 0 ? trainer_log_open(t, &log, err) : 0, err);
     for (t->epoch = first_epoch; t->epoch < t->epochs && rc == 0; t->epoch++) {
         end_epoch = t->epoch;
         end_pos = start;
@@ -371,6 +377,7 @@ static int train_loop(Trainer *t, Error *err) {
             float loss = 0;
             rc = trainer_micro_step(t, r->dataset, r->batch, (float)(1.0 / (double)accum), &loss,
                                     err);
+            rc = trainer_dist_after_micro_step(t, rc, &loss, err);
             if (rc != 0)
                 break;
             p.loss_sum += loss;
@@ -381,46 +388,55 @@ static int train_loop(Trainer *t, Error *err) {
             if (!lr_is_sync_step((int64_t)k, (int64_t)total, accum)) {
                 /* kohya logs every micro-batch's loss at the global step it has */
                 rc = trainer_log_step(log, t, loss, p.loss_sum / (double)p.loss_count, err);
+                rc = dist_any_error(rc, err);
                 continue;
             }
-            rc = optimizer_update(t, grad, err);
+            rc = trainer_dist_combine_grads(t, err);
+            rc = rc ? rc : optimizer_update(t, grad, err);
             if (rc != 0)
                 break;
             progress_update(&p, t, false);
             if (o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
-                t->global_step % o->save_every_n_steps == 0) {
-                rc = trainer_save_step(t, err);
+                t->global_step % o->save_every_n_steps == 0 && dist_rank() == 0) {
+                rc = trainer_save_step(t, err); /* only rank 0 writes */
                 if (rc == 0 && save_state)
                     rc = trainer_state_save_step(t, k + 1, err);
             }
             if (rc == 0)
                 rc = trainer_log_step(log, t, loss, p.loss_sum / (double)p.loss_count, err);
+            rc = dist_any_error(rc, err); /* rank 0's save or log failed: every rank stops */
             if (t->global_step >= t->max_train_steps)
                 break;
         }
         if (rc == 0) /* kohya: loss_total / len(train_dataloader), the last epoch's too */
-            rc = trainer_log_epoch(log, t, p.loss_sum / (double)total, err);
+            rc = dist_any_error(trainer_log_epoch(log, t, p.loss_sum / (double)total, err), err);
         if (rc == 0 && t->global_step >= t->max_train_steps)
             break;
         end_epoch = t->epoch + 1;
         end_pos = 0;
         if (rc == 0 && save_epochs > 0 && (t->epoch + 1) % save_epochs == 0 &&
             t->epoch + 1 < t->epochs) {
-            rc = trainer_save_epoch(t, t->epoch + 1, save_epochs, err);
-            if (rc == 0 && save_state)
-                rc = trainer_state_save_epoch(t, t->epoch + 1, save_epochs, err);
+            if (dist_rank() == 0) {
+                rc = trainer_save_epoch(t, t->epoch + 1, save_epochs, err);
+                if (rc == 0 && save_state)
+                    rc = trainer_state_save_epoch(t, t->epoch + 1, save_epochs, err);
+            }
+            rc = dist_any_error(rc, err);
         }
     }
     if (t->epoch >= t->epochs)
         t->epoch = t->epochs - 1;
     /* kohya saves the train-end state before the final model */
-    if (rc == 0 && end_state)
-        rc = trainer_state_save_end(t, end_epoch, end_pos, err);
     if (rc == 0) {
-        progress_update(&p, t, true);
-        rc = trainer_save(t, t->output_name, err);
+        if (dist_rank() == 0 && end_state)
+            rc = trainer_state_save_end(t, end_epoch, end_pos, err);
+        if (rc == 0 && dist_rank() == 0) {
+            progress_update(&p, t, true);
+            rc = trainer_save(t, t->output_name, err);
+        }
+        rc = dist_any_error(rc, err);
     }
-    rc = trainer_log_end(log, rc, err);
+    rc = dist_any_error(trainer_log_end(log, rc, err), err);
     t->perm = NULL;
     free(refs);
     free(perm);
@@ -491,7 +507,7 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
     t->o = o;
     t->lr = lr;
     t->output_name = o->output_name ? o->output_name : o->token_string;
-    int rc = nn_context_create(threads, &t->ctx, err);
+    int rc = nn_context_create(trainer_dist_threads(threads), &t->ctx, err);
     rc = rc ? rc : setup_model(t, err);
     rc = rc ? rc : setup_tokens(t, err);
     if (rc == 0) {
@@ -504,14 +520,16 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
         py_random_seed(&t->py, seed);
     }
     rc = rc ? rc : setup_datasets(t, err);
+    rc = dist_any_error(rc, err); /* a rank that failed to set up stops every rank */
+    bool stopped = rc != 0;       /* every rank knows (and has the message) */
     if (rc == 0 && o->debug_dataset) {
         t->max_train_steps = o->max_train_steps;
-        rc = trainer_debug_dataset(t, err);
+        rc = dist_rank() == 0 ? trainer_debug_dataset(t, err) : 0;
         trainer_free(t);
         free(t);
         return rc;
     }
-    if (rc == 0 && mkdir(o->output_dir, 0777) != 0) {
+    if (rc == 0 && dist_rank() == 0 && mkdir(o->output_dir, 0777) != 0) {
         struct stat st;
         if (stat(o->output_dir, &st) != 0 || !S_ISDIR(st.st_mode))
             rc = error_set(err, "--output_dir %s: cannot create the folder", o->output_dir);
@@ -519,12 +537,14 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
     rc = rc ? rc : setup_schedule(t, err);
     if (rc == 0 && o->replay)
         rc = trainer_replay_open(t, err);
+    if (!stopped)
+        rc = dist_any_error(rc, err);
     if (rc == 0 && (o->cache_latents || o->cache_latents_to_disk))
-        rc = trainer_cache_latents(t, err);
+        rc = trainer_dist_cache_latents(t, err);
     rc = rc ? rc : train_loop(t, err);
-    if (rc == 0 && t->replay)
+    if (rc == 0 && t->replay && dist_rank() == 0)
         rc = trainer_replay_write(t, err);
-    if (rc == 0)
+    if (rc == 0 && dist_rank() == 0)
         fprintf(stderr, "sdti train: the embedding is %s\n", t->last_saved);
     trainer_free(t);
     free(t);

@@ -106,6 +106,19 @@ int trainer_cache_latents(Trainer *t, Error *err);
 int trainer_micro_step(Trainer *t, size_t dataset, size_t batch, float grad_scale, float *loss,
                        Error *err);
 
+/* trainer_dist.c: data parallel over the ranks of dist.h (no-ops with one rank). A global
+ * batch of `count` samples: this rank takes [first, first + share) (balanced; maybe none). */
+void trainer_dist_share(int count, int *first, int *share);
+/* After every micro-batch on every rank: agrees on errors, sums the ranks' losses. */
+int trainer_dist_after_micro_step(Trainer *t, int rc, float *loss, Error *err);
+/* Before every optimizer step: t->acc becomes the sum of every rank's rows. */
+int trainer_dist_combine_grads(Trainer *t, Error *err);
+/* trainer_cache_latents on rank 0, its latents and generator state copied to every rank. */
+int trainer_dist_cache_latents(Trainer *t, Error *err);
+/* Threads per rank: --num_cpu_threads_per_process, else the cores / the ranks on this machine;
+ * warns when they oversubscribe the machine. */
+int trainer_dist_threads(int requested);
+
 /* trainer_debug.c: prints every sample of the first epoch (caption, token ids, bucket,
  * repeats) */
 int trainer_debug_dataset(Trainer *t, Error *err);

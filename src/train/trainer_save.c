@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "train/dist.h"
 #include "train/trainer_internal.h"
 
 static const char *save_ext(const TrainOptions *o) {
@@ -135,6 +136,11 @@ void progress_init(Progress *p) {
 /* step/total, epoch, the mean loss of the epoch's micro-batches so far (kohya's "avr_loss"), it/s,
  * ETA. A terminal gets one line rewritten in place; otherwise a line every 30 s and at the end. */
 void progress_update(Progress *p, const Trainer *t, bool final) {
+    if (dist_rank() != 0) /* one progress line for the job: rank 0's */
+        return;
+    char ranks[32] = "";
+    if (dist_size() > 1)
+        snprintf(ranks, sizeof ranks, " (%d ranks)", dist_size());
     double now = now_seconds();
     if (!final && !p->tty && now - p->last_print < 30 && t->global_step != 1)
         return;
@@ -143,11 +149,11 @@ void progress_update(Progress *p, const Trainer *t, bool final) {
     double rate = elapsed > 0 ? (double)(t->global_step - p->start_step) / elapsed : 0;
     double eta = rate > 0 ? (double)(t->max_train_steps - t->global_step) / rate : 0;
     double mean = p->loss_count ? p->loss_sum / (double)p->loss_count : 0;
-    fprintf(
-        stderr,
-        "%ssteps %lld/%lld  epoch %d/%d  avr_loss %.4f  %.2f it/s  %.2f s/it  ETA %02d:%02d:%02d%s",
-        p->tty ? "\r" : "", (long long)t->global_step, (long long)t->max_train_steps, t->epoch + 1,
-        t->epochs, mean, rate, rate > 0 ? 1 / rate : 0, (int)(eta / 3600), (int)fmod(eta / 60, 60),
-        (int)fmod(eta, 60), p->tty && !final ? "" : "\n");
+    fprintf(stderr,
+            "%ssteps %lld/%lld%s  epoch %d/%d  avr_loss %.4f  %.2f it/s  %.2f s/it  ETA "
+            "%02d:%02d:%02d%s",
+            p->tty ? "\r" : "", (long long)t->global_step, (long long)t->max_train_steps, ranks,
+            t->epoch + 1, t->epochs, mean, rate, rate > 0 ? 1 / rate : 0, (int)(eta / 3600),
+            (int)fmod(eta / 60, 60), (int)fmod(eta, 60), p->tty && !final ? "" : "\n");
     fflush(stderr);
 }

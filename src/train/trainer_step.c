@@ -248,15 +248,19 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
         bsz = trainer_replay_images(t, &idx);
     const DatasetImage *first = &ds->images[idx[0]];
     int h = first->bucket.height, w = first->bucket.width, lh, lw;
+    /* data parallel: every rank makes the whole global batch's random draws, in the order of a
+     * one-process run, and computes its share [lo, lo + m) (trainer_dist.c) */
+    int lo, m;
+    trainer_dist_share(bsz, &lo, &m);
     vae_latent_size(&t->vae.cfg, h, w, &lh, &lw);
     int C = t->vae.cfg.latent_channels;
     size_t per = (size_t)C * lh * lw, n = per * (size_t)bsz;
     int len = clip_chunked_length(t->chunks);
-    size_t hid = (size_t)bsz * len * t->width;
+    size_t hid = (size_t)(m ? m : 1) * len * t->width;
     StepBuffers b = {0};
     b.samples = calloc((size_t)bsz, sizeof *b.samples);
-    b.ids = malloc(sizeof *b.ids * (size_t)bsz * t->chunks * CLIP_CHUNK_TOKENS);
-    b.latents = malloc(sizeof(float) * n * 6);
+    b.ids = malloc(sizeof *b.ids * (size_t)(m ? m : 1) * t->chunks * CLIP_CHUNK_TOKENS);
+    b.latents = calloc(n * 6, sizeof(float));
     b.hidden = malloc(sizeof(float) * hid * 2);
     b.weights = malloc(sizeof(float) * (size_t)bsz * 2);
     b.timesteps = malloc(sizeof(int64_t) * (size_t)bsz);
@@ -276,13 +280,18 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     bool cached = t->cache != NULL;
     /* __getitem__: per image the flip, crop, colour and caption draws, in kohya's order */
     for (int i = 0; i < bsz && rc == 0; i++) {
-        rc = dataset_load_sample(ds, idx[i], !cached, t->repl.count ? &t->repl.entry : NULL,
+        bool mine = i >= lo && i < lo + m;
+        /* another rank's sample: its pixels only for the draws random_crop / color_aug make */
+        const SubsetConfig *sub = &ds->config->subsets[ds->images[idx[i]].subset];
+        bool pixels = !cached && (mine || sub->random_crop || sub->color_aug);
+        rc = dataset_load_sample(ds, idx[i], pixels, t->repl.count ? &t->repl.entry : NULL,
                                  t->repl.count, &cstep, &t->py, &b.samples[i], err);
         if (rc != 0)
             break;
         b.count = i + 1;
         DatasetSample *s = &b.samples[i];
-        b.weights[i] = s->loss_weight;
+        if (mine)
+            b.weights[i - lo] = s->loss_weight;
         if (s->width != w || s->height != h)
             rc = error_set(err, "%s: sample of %dx%d in a %dx%d batch", ds->images[idx[i]].path,
                            s->width, s->height, w, h);
@@ -291,9 +300,9 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
             memcpy(b.latents + per * i, s->flipped && c->flipped ? c->flipped : c->latents,
                    sizeof(float) * per);
         }
-        if (rc == 0)
-            rc = tokenize_caption(t, s->caption, b.ids + (size_t)i * t->chunks * CLIP_CHUNK_TOKENS,
-                                  err);
+        if (rc == 0 && mine)
+            rc = tokenize_caption(t, s->caption,
+                                  b.ids + (size_t)(i - lo) * t->chunks * CLIP_CHUNK_TOKENS, err);
     }
     /* kohya's collator (max_data_loader_n_workers 0) runs after __getitem__ and sets the
      * epoch then: the first batch of an epoch still comes from the previous epoch's order, and
@@ -303,8 +312,12 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     t->dataset_step = t->shared_step; /* the collator's set_current_step */
     t->shared_step = t->global_step;  /* current_step.value = global_step */
     /* without a cache: vae.encode(images).latent_dist.sample() * scaling, per batch */
-    for (int i = 0; i < bsz && rc == 0 && !cached; i++)
-        rc = encode_one(t, h, w, b.samples[i].pixels, b.latents + per * i, err);
+    for (int i = 0; i < bsz && rc == 0 && !cached; i++) {
+        if (i >= lo && i < lo + m)
+            rc = encode_one(t, h, w, b.samples[i].pixels, b.latents + per * i, err);
+        else
+            torch_randn(&t->g, b.noise, per); /* another rank's sample noise, drawn to skip it */
+    }
     if (rc == 0 && !cached)
         conv2d_release_buffers(t->ctx);
     if (rc == 0)
@@ -312,31 +325,43 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                               b.noise, b.noisy, b.timesteps, err);
     if (rc == 0 && t->replay) /* --replay: latents, noise and timesteps from the file */
         trainer_replay_draws(t, bsz, per, b.latents, b.noise, b.noisy, b.timesteps);
+    *loss = 0;
+    if (m == 0) { /* a bucket's last, short batch left this rank nothing */
+        step_buffers_free(&b);
+        return rc;
+    }
+    /* this rank's share; the loss is the one-process batch mean's part (m of bsz samples) */
+    float *latents = b.latents + per * lo, *noise = b.noise + per * lo;
+    float *noisy = b.noisy + per * lo;
+    const int64_t *timesteps = b.timesteps + lo;
+    float share = (float)m / (float)bsz;
     if (rc == 0)
-        rc = ensure_shapes(t, bsz, lh, lw, err);
+        rc = ensure_shapes(t, m, lh, lw, err);
     if (rc == 0)
-        rc = clip_text_forward_chunked(t->ctx, &t->clip, &t->run, bsz, t->chunks, b.ids, t->rows,
+        rc = clip_text_forward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.ids, t->rows,
                                        t->n_vec, b.hidden, err);
-    for (int i = 0; i < bsz; i++)
-        b.tsf[i] = (float)b.timesteps[i];
+    for (int i = 0; i < m; i++)
+        b.tsf[i] = (float)timesteps[i];
     if (rc == 0)
-        rc = unet_forward(t->ctx, t->unet, t->arena, b.noisy, b.tsf, b.hidden, b.pred, err);
+        rc = unet_forward(t->ctx, t->unet, t->arena, noisy, b.tsf, b.hidden, b.pred, err);
     if (rc == 0) {
         if (t->o->v_parameterization)
-            noise_schedule_velocity(&t->schedule, bsz, per, b.latents, b.noise, b.timesteps,
-                                    b.target);
+            noise_schedule_velocity(&t->schedule, m, per, latents, noise, timesteps, b.target);
         else
-            memcpy(b.target, b.noise, sizeof(float) * n);
-        TrainLossBatch lb = {.batch = bsz,
+            memcpy(b.target, noise, sizeof(float) * per * m);
+        TrainLossBatch lb = {.batch = m,
                              .channels = C,
                              .height = lh,
                              .width = lw,
                              .pred = b.pred,
                              .target = b.target,
-                             .timesteps = b.timesteps,
+                             .timesteps = timesteps,
                              .loss_weights = b.weights};
-        rc = train_loss_forward_backward(&t->schedule, &t->o->loss, &lb, grad_scale, NULL, loss,
+        rc = train_loss_forward_backward(&t->schedule, &t->o->loss, &lb,
+                                         m == bsz ? grad_scale : grad_scale * share, NULL, loss,
                                          b.dpred, err);
+        if (m != bsz)
+            *loss *= share;
     }
     if (rc == 0 && !isfinite(*loss))
         rc = error_set(err,
@@ -348,8 +373,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
         rc = unet_backward_input(t->ctx, t->unet, t->arena, b.dpred, b.dhidden, err);
     ClipRowGrads g = {0};
     if (rc == 0)
-        rc = clip_text_backward_chunked(t->ctx, &t->clip, &t->run, bsz, t->chunks, b.dhidden, &g,
-                                        err);
+        rc =
+            clip_text_backward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.dhidden, &g, err);
     if (rc == 0)
         rc = row_grad_acc_add(&t->acc, &g, err);
     clip_row_grads_free(&g);
