@@ -107,7 +107,8 @@ int text_condition_encode(NnContext *ctx, const TextConditioner *tc, const char 
         rc = error_set(err, "out of memory");
     for (int i = 0; rc == 0 && i < n; i++) {
         row[0] = bos;
-        memcpy(row + 1, pt[i].ids, (size_t)pt[i].count * sizeof *row);
+        if (pt[i].count > 0)
+            memcpy(row + 1, pt[i].ids, (size_t)pt[i].count * sizeof *row);
         row[pt[i].count + 1] = eos;
         for (int j = pt[i].count + 2; j < row_len; j++)
             row[j] = pad;
