@@ -217,7 +217,7 @@ static void test_bad_values(void) {
         {{"--face_crop_aug_range", "2.0,4.0"},
          2,
          "--face_crop_aug_range is not supported yet by sdti"},
-        {{"--conditioning_data_dir", "masks"}, 2, "--conditioning_data_dir is not supported yet"},
+        {{"--full_bf16"}, 1, "--full_bf16 is not supported yet"},
         {{"--huggingface_repo_id", "a/b"}, 2, "--huggingface_repo_id is not supported yet"},
         {{"--optimizer_type", "PagedAdamW8bit"}, 2, "PagedAdamW8bit is not supported"},
         {{"--use_8bit_adam", "--optimizer_type", "Lion"}, 3, "--use_8bit_adam and"},

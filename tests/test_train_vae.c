@@ -17,6 +17,7 @@
 #include "models/vae.h"
 #include "models/vae_file.h"
 #include "test_util.h"
+#include "train/latent_cache.h"
 #include "train_support.h"
 
 static void check_layout(NnContext *ctx, const VaeConfig *cfg, const TensorSet *ex,
@@ -90,25 +91,25 @@ static void test_layouts(void) {
     model_files_close(&mf);
 }
 
-static char *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+/* The cached latents of an .npz (the zip's entry dates differ between runs, so its bytes do
+ * not compare); malloc'd, *n floats. */
+static float *read_latents(const char *path, size_t *n) {
+    LatentCacheEntry e;
+    Error err = {{0}};
+    memset(&e, 0, sizeof e);
+    if (latent_cache_read(path, &e, &err) != 0) {
+        CHECKF(false, "%s", err.message);
         return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
     }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
+    *n = (size_t)e.channels * e.height * e.width;
+    float *out = e.latents;
+    e.latents = NULL;
+    latent_cache_entry_free(&e);
+    return out;
 }
 
-/* One step with latents cached to disk in a fresh image folder; returns the .npz bytes. */
-static char *cached_latents(const char *tmp, const char *name, const char *vae_arg, size_t *size) {
+/* One step with latents cached to disk in a fresh image folder; returns the cached latents. */
+static float *cached_latents(const char *tmp, const char *name, const char *vae_arg, size_t *size) {
     char dir[1024], out[1024], args[4096], path[1200];
     snprintf(dir, sizeof dir, "%s/%s/1_mytok", tmp, name);
     snprintf(out, sizeof out, "%s/%s/out", tmp, name);
@@ -123,23 +124,23 @@ static char *cached_latents(const char *tmp, const char *name, const char *vae_a
     CHECKF(rc == 0, "sdti train %s failed (%d): %s", vae_arg, rc, log ? log : "");
     free(log);
     snprintf(path, sizeof path, "%s/img0_0064x0064_sd.npz", dir);
-    char *bytes = read_all(path, size);
-    CHECKF(bytes != NULL, "%s missing", path);
-    return bytes;
+    float *latents = read_latents(path, size);
+    CHECKF(latents != NULL, "%s missing", path);
+    return latents;
 }
 
 static void test_cli(void) {
     const char *tmp = test_tmp_dir("test_train_vae");
     char arg[2048];
     size_t n0 = 0, n1 = 0, n2 = 0;
-    char *plain = cached_latents(tmp, "plain", "", &n0);
+    float *plain = cached_latents(tmp, "plain", "", &n0);
     snprintf(arg, sizeof arg, "--vae '%s'", test_fixture("models/sd1-tiny/diffusers/vae"));
-    char *same = cached_latents(tmp, "same", arg, &n1);
+    float *same = cached_latents(tmp, "same", arg, &n1);
     snprintf(arg, sizeof arg, "--vae '%s'", test_fixture("train_vae/vae-ldm.safetensors"));
-    char *other = cached_latents(tmp, "other", arg, &n2);
-    CHECKF(plain && same && n0 == n1 && memcmp(plain, same, n0) == 0,
+    float *other = cached_latents(tmp, "other", arg, &n2);
+    CHECKF(plain && same && n0 == n1 && memcmp(plain, same, n0 * sizeof(float)) == 0,
            "--vae with the model's own VAE changed the cached latents");
-    CHECKF(plain && other && (n0 != n2 || memcmp(plain, other, n0) != 0),
+    CHECKF(plain && other && (n0 != n2 || memcmp(plain, other, n0 * sizeof(float)) != 0),
            "--vae with another VAE left the cached latents as they were");
     free(plain);
     free(same);

@@ -29,8 +29,6 @@ static const char *const not_run_yet[] = {
     "sample_every_n_steps",
     "sample_every_n_epochs",
     "sample_at_first",
-    "masked_loss",
-    "alpha_mask",
     NULL,
 };
 

@@ -352,8 +352,9 @@ const TrainOptionDef train_option_defs[] = {
     {"prior_loss_weight", OPT_FLOAT, offsetof(TrainOptions, prior_loss_weight), TRAIN_OPTION_NO_HAS,
      "1.0", NULL, TRAIN_OPT_SUPPORTED, "loss weight of regularisation images (default 1.0)"},
     {"conditioning_data_dir", OPT_STRING, offsetof(TrainOptions, conditioning_data_dir),
-     TRAIN_OPTION_NO_HAS, NULL, NULL, TRAIN_OPT_NOT_YET,
-     "masks for the masked loss (default none)"},
+     TRAIN_OPTION_NO_HAS, NULL, NULL, TRAIN_OPT_NO_EFFECT,
+     "masks for the masked loss; kohya's TI reads them only from the dataset .toml "
+     "(default none)"},
     {"masked_loss", OPT_FLAG, offsetof(TrainOptions, masked_loss), TRAIN_OPTION_NO_HAS, NULL, NULL,
      TRAIN_OPT_SUPPORTED, "mask the loss with conditioning images"},
     {"deepspeed", OPT_FLAG, offsetof(TrainOptions, deepspeed), TRAIN_OPTION_NO_HAS, NULL, NULL,

@@ -36,7 +36,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* glob_images(dir): the files with one of kohya's extensions, sorted. */
-static int list_images(const char *dir, char ***out, size_t *count, Error *err) {
+int dataset_list_images(const char *dir, char ***out, size_t *count, Error *err) {
     *out = NULL;
     *count = 0;
     DIR *d = opendir(dir);
@@ -110,7 +110,7 @@ static int load_dreambooth(Dataset *ds, size_t *cap, DatasetImage **reg, size_t 
         }
         char **paths;
         size_t n;
-        if (list_images(s->image_dir, &paths, &n, err) != 0)
+        if (dataset_list_images(s->image_dir, &paths, &n, err) != 0)
             return -1;
         if (n == 0) {
             log_warning("ignoring subset %s: no images found in %s", s->where, s->image_dir);
@@ -333,6 +333,8 @@ int dataset_build(const DatasetConfig *config, PyRandom *rng, Dataset *out, Erro
                 free(reg[i].caption);
             }
         free(reg);
+        if (rc == 0 && config->is_controlnet)
+            rc = dataset_pair_conditioning(out, err);
     } else {
         rc = dataset_load_finetuning(out, &cap, err);
     }
@@ -347,6 +349,7 @@ void dataset_free(Dataset *ds) {
     for (size_t i = 0; i < ds->image_count; i++) {
         free(ds->images[i].path);
         free(ds->images[i].caption);
+        free(ds->images[i].cond_path);
     }
     free(ds->images);
     for (size_t b = 0; ds->bucket_items && b < ds->bucket_count; b++)

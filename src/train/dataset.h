@@ -36,6 +36,7 @@ typedef struct DatasetImage {
     int num_repeats;
     int width, height; /* original size */
     BucketReso bucket, resized;
+    char *cond_path; /* ControlNet-style datasets: the conditioning (mask) image, else NULL */
 } DatasetImage;
 
 typedef struct BucketBatch {

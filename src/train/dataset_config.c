@@ -32,6 +32,8 @@ enum {
     G_DB_DISTINCT = 4, /* DB_SUBSET_DISTINCT_SCHEMA */
     G_FT_DISTINCT = 8, /* FT_SUBSET_DISTINCT_SCHEMA */
     G_DATASET = 16,    /* DATASET_ASCENDABLE_SCHEMA */
+    G_CN_ASC = 32,      /* CN_SUBSET_ASCENDABLE_SCHEMA (with --masked_loss) */
+    G_CN_DISTINCT = 64, /* CN_SUBSET_DISTINCT_SCHEMA (with --masked_loss) */
 };
 
 typedef struct KeySpec {
@@ -58,10 +60,11 @@ static const KeySpec KEYS[] = {
     {"caption_suffix", KT_STRING, G_SUBSET},
     {"custom_attributes", KT_TABLE, G_SUBSET},
     {"resize_interpolation", KT_STRING, G_SUBSET | G_DATASET},
-    {"caption_extension", KT_STRING, G_DB_ASC},
+    {"caption_extension", KT_STRING, G_DB_ASC | G_CN_ASC},
     {"class_tokens", KT_STRING, G_DB_ASC},
-    {"cache_info", KT_BOOL, G_DB_ASC},
-    {"image_dir", KT_STRING, G_DB_DISTINCT | G_FT_DISTINCT},
+    {"cache_info", KT_BOOL, G_DB_ASC | G_CN_ASC},
+    {"image_dir", KT_STRING, G_DB_DISTINCT | G_FT_DISTINCT | G_CN_DISTINCT},
+    {"conditioning_data_dir", KT_STRING, G_CN_DISTINCT},
     {"is_reg", KT_BOOL, G_DB_DISTINCT},
     {"alpha_mask", KT_BOOL, G_DB_DISTINCT | G_FT_DISTINCT},
     {"metadata_file", KT_STRING, G_FT_DISTINCT},
@@ -82,6 +85,10 @@ static const KeySpec KEYS[] = {
 #define LEVEL_FT_DATASET (G_DATASET | G_SUBSET)
 #define LEVEL_DB_SUBSET  (G_SUBSET | G_DB_DISTINCT | G_DB_ASC)
 #define LEVEL_FT_SUBSET  (G_SUBSET | G_FT_DISTINCT)
+/* kohya's ControlNet-style datasets (support_controlnet = --masked_loss): every subset has
+ * conditioning_data_dir; no class_tokens, is_reg, alpha_mask or metadata_file */
+#define LEVEL_CN_DATASET (G_DATASET | G_SUBSET | G_CN_ASC)
+#define LEVEL_CN_SUBSET  (G_SUBSET | G_CN_ASC | G_CN_DISTINCT)
 
 static const KeySpec *find_key(const char *name) {
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
@@ -187,12 +194,14 @@ static int check_table(const TomlValue *table, int level, const char *level_name
                                         "unknown key: this is a command-line option (--%s), not "
                                         "a dataset setting",
                                         e->key);
-            if (!strcmp(e->key, "conditioning_data_dir"))
-                return toml_value_error(e->value, err,
-                                        "unknown key: conditioning images (--masked_loss "
-                                        "subsets) are not supported by sdti yet");
             return toml_value_error(e->value, err, "unknown key in %s", level_name);
         }
+        if (!(k->groups & level) && !strcmp(e->key, "conditioning_data_dir"))
+            return toml_value_error(e->value, err,
+                                    "not allowed in %s: kohya reads conditioning images only "
+                                    "with --masked_loss, and only when every subset of the "
+                                    "dataset has conditioning_data_dir",
+                                    level_name);
         if (!(k->groups & level)) {
             const char *where =
                 k->groups & (G_DB_DISTINCT | G_FT_DISTINCT) ? "only in [[datasets.subsets]]"
@@ -271,6 +280,7 @@ static void subset_free(SubsetConfig *s) {
     free(s->caption_prefix);
     free(s->caption_suffix);
     free(s->resize_interpolation);
+    free(s->conditioning_data_dir);
 }
 
 /* Fills a subset from the lookup chain; `c` may be empty (folder subsets). */
@@ -413,6 +423,48 @@ void dataset_config_free(DatasetGroupConfig *cfg) {
 /* ------------------------------------------------------------------------------------------
  * The .toml */
 
+/* A ControlNetDataset: its DreamBooth delegate's subsets (no reg images, no class tokens,
+ * alpha_mask off) plus each subset's conditioning_data_dir. */
+static int parse_controlnet_dataset(const char *name, const TomlValue *ds,
+                                    const TomlValue *general, const TomlValue *subsets, size_t i,
+                                    const DatasetArgs *args, DatasetGroupConfig *out, Error *err) {
+    if (check_table(ds, LEVEL_CN_DATASET, "a conditioning-image [[datasets]] table", true, err) !=
+        0)
+        return -1;
+    if (add_dataset(out, err) != 0)
+        return -1;
+    DatasetConfig *d = &out->datasets[out->dataset_count - 1];
+    d->is_dreambooth = true;
+    d->is_controlnet = true;
+    Chain dc = {{ds, general}, 2};
+    char where[128];
+    snprintf(where, sizeof where, "%s:%d: [[datasets]] #%zu", name, ds->line, i + 1);
+    if (resolve_dataset(&dc, args, d, where, err) != 0)
+        return -1;
+    for (size_t j = 0; j < subsets->item_count; j++) {
+        const TomlValue *ss = subsets->items[j];
+        if (check_table(ss, LEVEL_CN_SUBSET,
+                        "a conditioning-image [[datasets.subsets]] table (every subset of the "
+                        "dataset has conditioning_data_dir)",
+                        false, err) != 0)
+            return -1;
+        if (!toml_table_get(ss, "image_dir"))
+            return toml_value_error(ss, err, "required key 'image_dir' is missing");
+        if (add_subset(d, err) != 0)
+            return -1;
+        SubsetConfig *s = &d->subsets[d->subset_count - 1];
+        snprintf(s->where, sizeof s->where, "%s:%d", name, ss->line);
+        Chain sc = {{ss, ds, general}, 3};
+        if (resolve_subset(&sc, args, s, err) != 0)
+            return -1;
+        s->alpha_mask = false; /* ControlNetSubset passes alpha_mask=False */
+        s->conditioning_data_dir = strdup(toml_table_get(ss, "conditioning_data_dir")->str);
+        if (!s->conditioning_data_dir)
+            return error_set(err, "out of memory");
+    }
+    return 0;
+}
+
 static int parse_tree(const char *name, const TomlValue *root, const DatasetArgs *args,
                       DatasetGroupConfig *out, Error *err) {
     const TomlValue *general = NULL, *datasets = NULL;
@@ -447,11 +499,19 @@ static int parse_tree(const char *name, const TomlValue *root, const DatasetArgs
         if (subsets && subsets->kind != TOML_ARRAY)
             return toml_value_error(subsets, err,
                                     "expected an array of tables: write [[datasets.subsets]]");
-        size_t n = subsets ? subsets->item_count : 0, with_meta = 0;
+        size_t n = subsets ? subsets->item_count : 0, with_meta = 0, with_cond = 0;
         for (size_t j = 0; j < n; j++) {
             if (subsets->items[j]->kind != TOML_TABLE)
                 return toml_value_error(subsets->items[j], err, "expected a table");
             with_meta += toml_table_get(subsets->items[j], "metadata_file") != NULL;
+            with_cond += toml_table_get(subsets->items[j], "conditioning_data_dir") != NULL;
+        }
+        /* kohya's validate_flex_dataset: ControlNet-style first (only with --masked_loss) */
+        bool controlnet = args->masked_loss && n > 0 && with_cond == n;
+        if (controlnet) {
+            if (parse_controlnet_dataset(name, ds, general, subsets, i, args, out, err) != 0)
+                return -1;
+            continue;
         }
         if (with_meta && with_meta != n)
             return toml_value_error(ds, err,

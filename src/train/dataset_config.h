@@ -45,6 +45,7 @@ typedef struct DatasetArgs {
     int token_warmup_min;             /* 1 */
     double token_warmup_step;         /* 0 */
     bool cache_info, alpha_mask;      /* false */
+    bool masked_loss; /* --masked_loss: kohya's support_controlnet (conditioning_data_dir) */
     const char *resize_interpolation; /* NULL: automatic */
     double prior_loss_weight;         /* 1.0 */
     bool debug_dataset;
@@ -72,12 +73,16 @@ typedef struct SubsetConfig {
     char *caption_prefix, *caption_suffix; /* NULL when unset */
     int token_warmup_min;
     double token_warmup_step;
-    char *resize_interpolation; /* NULL when unset */
+    char *resize_interpolation;  /* NULL when unset */
+    char *conditioning_data_dir; /* ControlNet-style subsets (--masked_loss), else NULL */
     char where[96];             /* "file.toml:12" or the folder it came from, for messages */
 } SubsetConfig;
 
 typedef struct DatasetConfig {
     bool is_dreambooth; /* false: fine-tuning (every subset has metadata_file) */
+    bool is_controlnet; /* --masked_loss and every subset has conditioning_data_dir: kohya's
+                           ControlNetDataset (a DreamBooth dataset plus one mask image per
+                           image, train/masked_loss.h) */
     int batch_size;
     int resolution[2]; /* width, height */
     bool enable_bucket;

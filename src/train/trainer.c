@@ -14,8 +14,8 @@
 #include "nn/conv2d.h"
 #include "train/dist.h"
 #include "train/trainer_internal.h"
-#include "train/trainer_replay.h"
 #include "train/trainer_log.h"
+#include "train/trainer_replay.h"
 
 static int check_required(const TrainOptions *o, Error *err) {
     if (o->metadata_thumbnail && strncmp(o->metadata_thumbnail, "data:", 5) != 0)
@@ -74,6 +74,7 @@ static void dataset_args_from(const TrainOptions *o, DatasetArgs *a) {
     a->token_warmup_step = o->token_warmup_step;
     a->cache_info = o->cache_info;
     a->alpha_mask = o->alpha_mask;
+    a->masked_loss = o->masked_loss;
     a->resize_interpolation = o->resize_interpolation;
     a->prior_loss_weight = o->prior_loss_weight;
     a->debug_dataset = o->debug_dataset;
@@ -177,6 +178,11 @@ static int setup_datasets(Trainer *t, Error *err) {
     const TrainOptions *o = t->o;
     DatasetArgs a;
     dataset_args_from(o, &a);
+    if (o->conditioning_data_dir) /* kohya's TI never passes it to its dataset */
+        log_warning("--conditioning_data_dir %s has no effect, as in kohya's "
+                    "train_textual_inversion.py: give conditioning_data_dir in every subset of "
+                    "a --dataset_config .toml (with --masked_loss) instead",
+                    o->conditioning_data_dir);
     int rc = o->dataset_config ? dataset_config_load(o->dataset_config, &a, &t->group, err)
                                : dataset_config_from_args(&a, &t->group, err);
     if (rc != 0)
@@ -185,11 +191,6 @@ static int setup_datasets(Trainer *t, Error *err) {
      * one-process run with that batch makes them; each rank computes its share */
     for (size_t d = 0; d < t->group.dataset_count; d++)
         t->group.datasets[d].batch_size *= dist_size();
-    for (size_t d = 0; d < t->group.dataset_count; d++)
-        for (size_t s = 0; s < t->group.datasets[d].subset_count; s++)
-            if (t->group.datasets[d].subsets[s].alpha_mask)
-                return error_set(err, "%s: alpha_mask is not supported yet by sdti train",
-                                 t->group.datasets[d].subsets[s].where);
     t->datasets = calloc(t->group.dataset_count ? t->group.dataset_count : 1, sizeof *t->datasets);
     if (!t->datasets)
         return error_set(err, "out of memory");
@@ -225,6 +226,7 @@ static void trainer_free(Trainer *t) {
             for (size_t i = 0; t->cache[d] && i < t->datasets[d].image_count; i++) {
                 free(t->cache[d][i].latents);
                 free(t->cache[d][i].flipped);
+                free(t->cache[d][i].alpha_mask);
             }
             free(t->cache[d]);
         }

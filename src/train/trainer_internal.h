@@ -36,6 +36,7 @@ typedef struct RowGradAcc {
  * mirrored image's. */
 typedef struct CachedLatents {
     float *latents, *flipped;
+    float *alpha_mask; /* alpha_mask subsets: the unflipped mask at bucket size, else NULL */
 } CachedLatents;
 
 typedef struct Trainer {

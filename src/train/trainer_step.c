@@ -9,6 +9,7 @@
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
 #include "train/latent_cache.h"
+#include "train/masked_loss.h"
 #include "train/trainer_internal.h"
 #include "train/trainer_replay.h"
 
@@ -99,14 +100,17 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
             int lh, lw;
             vae_latent_size(&t->vae.cfg, h, w, &lh, &lw);
             valid = latent_cache_entry_fits(&e, t->vae.cfg.latent_channels, lh, lw, s->flip_aug,
-                                            false, w, h);
+                                            s->alpha_mask, w, h);
         }
         if (valid) {
             c->latents = e.latents;
             c->flipped = s->flip_aug ? e.latents_flipped : NULL;
+            c->alpha_mask = s->alpha_mask ? e.alpha_mask : NULL;
             e.latents = NULL;
             if (s->flip_aug)
                 e.latents_flipped = NULL;
+            if (s->alpha_mask)
+                e.alpha_mask = NULL;
         }
         latent_cache_entry_free(&e);
         if (valid) {
@@ -117,11 +121,14 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
     float *pixels = malloc(sizeof(float) * 3 * (size_t)w * h);
     c->latents = malloc(sizeof(float) * n);
     c->flipped = s->flip_aug ? malloc(sizeof(float) * n) : NULL;
+    /* kohya keeps the unflipped alpha mask with the latents and flips it per sample */
+    c->alpha_mask = s->alpha_mask ? malloc(sizeof(float) * (size_t)w * h) : NULL;
     int rc = 0;
-    if (!pixels || !c->latents || (s->flip_aug && !c->flipped))
+    if (!pixels || !c->latents || (s->flip_aug && !c->flipped) ||
+        (s->alpha_mask && !c->alpha_mask))
         rc = error_set(err, "out of memory");
     if (rc == 0)
-        rc = dataset_load_for_cache(ds, i, false, pixels, NULL, err);
+        rc = dataset_load_for_cache(ds, i, false, pixels, c->alpha_mask, err);
     if (rc == 0)
         rc = encode_one(t, h, w, pixels, c->latents, err);
     if (rc == 0 && s->flip_aug) {
@@ -137,7 +144,10 @@ static int cache_image(Trainer *t, const Dataset *ds, size_t i, CachedLatents *c
                               .width = lw,
                               .latents = c->latents,
                               .latents_flipped = c->flipped,
-                              .original_size = {im->width, im->height}};
+                              .original_size = {im->width, im->height},
+                              .alpha_mask = c->alpha_mask,
+                              .mask_height = h,
+                              .mask_width = w};
         bucket_crop_ltrb(im->bucket, im->width, im->height, e.crop_ltrb);
         rc = latent_cache_write(npz, &e, err);
     }
@@ -239,6 +249,53 @@ static void step_buffers_free(StepBuffers *b) {
     free(b->timesteps);
 }
 
+/* The loss masks of this rank's share [lo, lo + m) of the batch (masked_loss.h), [m, h, w],
+ * or *out NULL when it has none: conditioning images for a ControlNet-style dataset, else
+ * alpha masks when an image of the share has one (kohya's collator gives the others ones). */
+static int batch_masks(const Trainer *t, size_t d, const size_t *idx, const DatasetSample *samples,
+                       int lo, int m, int h, int w, float **out, Error *err) {
+    const Dataset *ds = &t->datasets[d];
+    size_t plane = (size_t)h * w;
+    bool any = ds->config->is_controlnet;
+    for (int k = 0; k < m && !any; k++)
+        any = ds->config->subsets[ds->images[idx[lo + k]].subset].alpha_mask;
+    *out = NULL;
+    if (!any)
+        return 0;
+    float *masks = malloc(sizeof(float) * plane * (size_t)m), *pixels = NULL;
+    int rc = masks ? 0 : error_set(err, "out of memory");
+    for (int k = 0; k < m && rc == 0; k++) {
+        size_t i = idx[lo + k];
+        const DatasetSample *s = &samples[lo + k];
+        const CachedLatents *c = t->cache ? &t->cache[d][i] : NULL;
+        float *dst = masks + plane * (size_t)k;
+        if (ds->config->is_controlnet) {
+            rc = masked_loss_conditioning_mask(ds, i, s->flipped, dst, err);
+        } else if (!ds->config->subsets[ds->images[i].subset].alpha_mask) {
+            for (size_t p = 0; p < plane; p++)
+                dst[p] = 1.0f;
+        } else if (s->alpha_mask) { /* loaded with the pixels: resized, cropped, flipped */
+            memcpy(dst, s->alpha_mask, sizeof(float) * plane);
+        } else if (c && c->alpha_mask) { /* cached unflipped, flipped per sample */
+            if (s->flipped)
+                masked_loss_flip(h, w, c->alpha_mask, dst);
+            else
+                memcpy(dst, c->alpha_mask, sizeof(float) * plane);
+        } else { /* a rank that did not cache it: from the image, as the cache makes it */
+            pixels = pixels ? pixels : malloc(sizeof(float) * 3 * plane);
+            rc = pixels ? dataset_load_for_cache(ds, i, s->flipped, pixels, dst, err)
+                        : error_set(err, "out of memory");
+        }
+    }
+    free(pixels);
+    if (rc != 0) {
+        free(masks);
+        return rc;
+    }
+    *out = masks;
+    return 0;
+}
+
 int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, float *loss,
                        Error *err) {
     const Dataset *ds = &t->datasets[d];
@@ -301,8 +358,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                    sizeof(float) * per);
         }
         if (rc == 0 && mine)
-            rc = tokenize_caption(t, s->caption,
-                                  b.ids + (size_t)(i - lo) * t->chunks * CLIP_CHUNK_TOKENS, err);
+            rc = tokenize_caption(
+                t, s->caption, b.ids + (size_t)(i - lo) * t->chunks * CLIP_CHUNK_TOKENS, err);
     }
     /* kohya's collator (max_data_loader_n_workers 0) runs after __getitem__ and sets the
      * epoch then: the first batch of an epoch still comes from the previous epoch's order, and
@@ -344,6 +401,9 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
         b.tsf[i] = (float)timesteps[i];
     if (rc == 0)
         rc = unet_forward(t->ctx, t->unet, t->arena, noisy, b.tsf, b.hidden, b.pred, err);
+    float *masks = NULL;
+    if (rc == 0)
+        rc = batch_masks(t, d, idx, b.samples, lo, m, h, w, &masks, err);
     if (rc == 0) {
         if (t->o->v_parameterization)
             noise_schedule_velocity(&t->schedule, m, per, latents, noise, timesteps, b.target);
@@ -356,13 +416,17 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                              .pred = b.pred,
                              .target = b.target,
                              .timesteps = timesteps,
-                             .loss_weights = b.weights};
+                             .loss_weights = b.weights,
+                             .alpha_masks = masks,
+                             .mask_height = h,
+                             .mask_width = w};
         rc = train_loss_forward_backward(&t->schedule, &t->o->loss, &lb,
                                          m == bsz ? grad_scale : grad_scale * share, NULL, loss,
                                          b.dpred, err);
         if (m != bsz)
             *loss *= share;
     }
+    free(masks);
     if (rc == 0 && !isfinite(*loss))
         rc = error_set(err,
                        "the loss is %s at step %lld (epoch %d): training stopped, nothing written "
@@ -373,8 +437,8 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
         rc = unet_backward_input(t->ctx, t->unet, t->arena, b.dpred, b.dhidden, err);
     ClipRowGrads g = {0};
     if (rc == 0)
-        rc =
-            clip_text_backward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.dhidden, &g, err);
+        rc = clip_text_backward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.dhidden, &g,
+                                        err);
     if (rc == 0)
         rc = row_grad_acc_add(&t->acc, &g, err);
     clip_row_grads_free(&g);
