@@ -70,7 +70,11 @@ static void check_model(const char *model, cJSON *cases) {
     snprintf(dir, sizeof dir, "%s/models/%s/diffusers", SDTI_FIXTURES, model);
     snprintf(emb, sizeof emb, "%s/generate/gentok.safetensors", SDTI_FIXTURES);
     const char *embs[1] = {emb};
-    GenModelOptions mo = {dir, false, strcmp(model, "sd2-tiny") == 0, DTYPE_F32, embs, 1, 0};
+    GenModelOptions mo = {.ckpt = dir,
+                          .v_parameterization = strcmp(model, "sd2-tiny") == 0,
+                          .storage = DTYPE_F32,
+                          .embeddings = embs,
+                          .n_embeddings = 1};
     GenModel m;
     Error err = {{0}};
     CHECK_OK(gen_model_open(&m, &mo, &err), &err);
@@ -264,6 +268,7 @@ static void check_bad_inputs(void) {
         {"--prompt x --textual_inversion_embeddings EMB768", "768"},
         {"--prompt x --textual_inversion_embeddings WORD", "rename the file"},
         {"--prompt x --fp16 --bf16", "exclude each other"},
+        {"--prompt x --vae NOTVAE", "no VAE weights"},
         {"", "give --prompt TEXT or --from_file FILE"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -277,6 +282,9 @@ static void check_bad_inputs(void) {
                 a += 6;
             } else if (strncmp(a, "EMB768", 6) == 0) {
                 p += sprintf(p, "%s/embeddings/concept-768.bin", SDTI_FIXTURES);
+                a += 6;
+            } else if (strncmp(a, "NOTVAE", 6) == 0) {
+                p += sprintf(p, "%s/train_vae/notvae.safetensors", SDTI_FIXTURES);
                 a += 6;
             } else if (strncmp(a, "WORD", 4) == 0) {
                 p += sprintf(p, "%s", word);
@@ -299,6 +307,20 @@ static void check_bad_inputs(void) {
     }
 }
 
+/* --vae: the decoder weights from a separate file (sdti's VAE file reader, test_train_vae). */
+static void check_cli_vae(void) {
+    const char *tmp = test_tmp_dir("test_generate_vae");
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "%s generate --ckpt %s/models/sd1-tiny/ldm.safetensors --vae "
+             "%s/train_vae/vae-diffusers --prompt 'a cat' --W 32 --H 32 --steps 2 "
+             "--sequential_file_name --outdir %s",
+             bin(), SDTI_FIXTURES, SDTI_FIXTURES, tmp);
+    int rc = test_run(cmd, &out);
+    CHECKF(rc == 0 && out && strstr(out, "VAE from"), "--vae run: rc %d\n%s", rc, out ? out : "");
+    free(out);
+}
+
 int main(void) {
     Error err = {{0}};
     tensor_set_init(&expected);
@@ -312,6 +334,7 @@ int main(void) {
         check_cli_run(cases);
     }
     check_bad_inputs();
+    check_cli_vae();
     cJSON_Delete(cases);
     tensor_set_free(&expected);
     return test_finish();

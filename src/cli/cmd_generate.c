@@ -69,6 +69,7 @@ static int run(const GenerateOptions *o, Error *err) {
         .ckpt = o->ckpt,
         .v2 = o->v2,
         .v_parameterization = o->v_parameterization,
+        .vae = o->vae,
         .storage = o->fp16   ? DTYPE_F16
                    : o->bf16 ? DTYPE_BF16
                              : DTYPE_F32,

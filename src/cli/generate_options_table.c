@@ -70,8 +70,8 @@ const GenerateOptionDef generate_option_defs[] = {
     {"ckpt", OPT_STRING, offsetof(GenerateOptions, ckpt), NULL, NULL, GEN_OPT_SUPPORTED,
      "the model: a .safetensors/.ckpt file, a diffusers folder or a Hugging Face id in the local "
      "cache"},
-    {"vae", OPT_STRING, offsetof(GenerateOptions, vae), NULL, NULL, GEN_OPT_NOT_YET,
-     "a separate VAE file"},
+    {"vae", OPT_STRING, offsetof(GenerateOptions, vae), NULL, NULL, GEN_OPT_SUPPORTED,
+     "a separate VAE: a diffusers folder or a .safetensors / .ckpt / .pt / .bin file"},
     {"tokenizer_cache_dir", OPT_STRING, offsetof(GenerateOptions, tokenizer_cache_dir), NULL, NULL,
      GEN_OPT_NO_EFFECT, "folder for a downloaded tokenizer (sdti has CLIP's built in)"},
     {"seed", OPT_INT, offsetof(GenerateOptions, seed), NULL, NULL, GEN_OPT_SUPPORTED,

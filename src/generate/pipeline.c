@@ -47,9 +47,19 @@ int gen_model_open(GenModel *m, const GenModelOptions *opts, Error *err) {
         return -1;
     if (unet_load(&m->mf.components[COMPONENT_UNET], &cfg->unet, opts->storage, &m->unet, err) != 0)
         return error_prefix(err, "%s: ", m->mf.path);
-    if (vae_load(&m->vae, &m->mf.components[COMPONENT_VAE], &cfg->vae, VAE_DECODER, opts->storage,
-                 err) != 0)
-        return error_prefix(err, "%s: ", m->mf.path);
+    const TensorSet *vae_set = &m->mf.components[COMPONENT_VAE];
+    const char *vae_path = m->mf.path;
+    if (opts->vae) {
+        /* kohya's --vae: the same architecture, other weights */
+        if (vae_file_open(opts->vae, &m->vae_file, err) != 0)
+            return -1;
+        m->vae_file_open = true;
+        vae_set = &m->vae_file.vae;
+        vae_path = m->vae_file.path;
+        log_info("VAE from %s", vae_path);
+    }
+    if (vae_load(&m->vae, vae_set, &cfg->vae, VAE_DECODER, opts->storage, err) != 0)
+        return error_prefix(err, "%s: ", vae_path);
     m->vae_loaded = true;
     m->latent_channels = cfg->unet.in_channels;
     m->vae_factor = vae_downscale_factor(&cfg->vae);
@@ -62,6 +72,8 @@ void gen_model_close(GenModel *m) {
     unet_free(m->unet);
     if (m->vae_loaded)
         vae_free(&m->vae);
+    if (m->vae_file_open)
+        vae_file_close(&m->vae_file);
     prompt_embeddings_free(&m->embeddings);
     if (m->clip_bound)
         clip_text_free(&m->clip);

@@ -28,6 +28,7 @@
 #include "models/model_files.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "models/vae_file.h"
 #include "nn/nn_context.h"
 #include "sample/sampler.h"
 #include "text/tokenizer.h"
@@ -36,7 +37,8 @@ typedef struct GenModelOptions {
     const char *ckpt;
     bool v2;
     bool v_parameterization;
-    DType storage; /* DTYPE_F32, or F16 / BF16 (--fp16 / --bf16: half weight storage) */
+    DType storage;   /* DTYPE_F32, or F16 / BF16 (--fp16 / --bf16: half weight storage) */
+    const char *vae; /* --vae: a separate VAE file or folder (NULL: the model's own) */
     const char *const *embeddings; /* --textual_inversion_embeddings */
     int n_embeddings;
     int threads; /* 0: every core */
@@ -50,6 +52,8 @@ typedef struct GenModel {
     Unet *unet;
     Vae vae;
     bool vae_loaded;
+    VaeFile vae_file; /* --vae */
+    bool vae_file_open;
     Tokenizer *tok;
     PromptEmbeddings embeddings;
     NnContext *ctx;
