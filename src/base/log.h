@@ -5,6 +5,12 @@
 typedef enum LogLevel { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR } LogLevel;
 
 void log_set_level(LogLevel level);
+/* --console_log_file: from now on the messages go to this file (created or truncated, as
+ * kohya's logging.FileHandler(path, mode="w")) instead of the console, as the bare message
+ * (kohya's "%(message)s" format), flushed line by line. Returns 0, or -1 when the file cannot
+ * be opened (errno says why). log_close_file goes back to the console. */
+int log_set_file(const char *path);
+void log_close_file(void);
 void log_message(LogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...)   log_message(LOG_DEBUG, __VA_ARGS__)

@@ -1,5 +1,6 @@
 /* sdti train: kohya's train_textual_inversion.py options, parsed and checked, then the
  * training run (src/train/trainer.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,6 @@ static LogLevel log_level_of(const char *name) {
 /* Accepted by train_options_finish (kohya has them) but not run by the training loop yet:
  * refused by name, never ignored. */
 static const char *const not_run_yet[] = {
-    "console_log_file",
     "log_config",
     "sample_every_n_steps",
     "sample_every_n_epochs",
@@ -111,6 +111,13 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "sdti train: %s\n", err.message);
         goto done;
     }
+    /* kohya's setup_logging(args, reset=True), after its argument checks: the log goes to the
+     * file instead of the console (progress and errors stay on the console) */
+    if (o.console_log_file && !quiet && log_set_file(o.console_log_file) != 0) {
+        fprintf(stderr, "sdti train: --console_log_file %s: cannot create it: %s\n",
+                o.console_log_file, strerror(errno));
+        goto done;
+    }
     LrSchedulerSettings lr;
     train_options_lr_settings(&o, o.max_train_steps, &lr);
     if (check_loop_supports(&o, &err) != 0 || trainer_run(&o, &lr, threads, &err) != 0) {
@@ -120,6 +127,7 @@ int cmd_train(int argc, char **argv) {
     }
     rc = 0;
 done:
+    log_close_file();
     dist_finalize();
     train_options_free(&o);
     return rc;
