@@ -1,6 +1,7 @@
 /* kohya's dataset configuration for textual inversion (library/config_util.py:
- * ConfigSanitizer(support_dreambooth=True, support_finetuning=True, support_controlnet=False,
- * support_dropout=False), BlueprintGenerator, generate_dreambooth_subsets_config_by_subdirs;
+ * ConfigSanitizer(support_dreambooth=True, support_finetuning=True,
+ * support_controlnet=--masked_loss, support_dropout=False), BlueprintGenerator,
+ * generate_dreambooth_subsets_config_by_subdirs;
  * train_textual_inversion.py for how the three sources are chosen):
  *   - a --dataset_config .toml: [general], [[datasets]], [[datasets.subsets]], checked
  *     against kohya's schema (unknown keys, wrong types, missing image_dir/metadata_file,
