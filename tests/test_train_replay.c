@@ -78,10 +78,11 @@ static void run_case(const ReplayCase *c, int index) {
         char model[1024], images[1024];
         snprintf(model, sizeof model, "%s/models/%s/diffusers", SDTI_FIXTURES, c->model);
         snprintf(images, sizeof images, "%s", test_fixture("train_replay/images"));
-        snprintf(cmd, sizeof cmd,
-                 "rm -rf '%s' && %s train --pretrained_model_name_or_path '%s' "
-                 "--train_data_dir '%s' --output_dir '%s' --replay '%s' %s %s",
-                 out, getenv("SDTI_BIN"), model, images, out, replay, args, c->extra);
+        snprintf(
+            cmd, sizeof cmd,
+            "rm -rf '%s' && OMP_WAIT_POLICY=passive %s train --pretrained_model_name_or_path '%s' "
+            "--train_data_dir '%s' --output_dir '%s' --replay '%s' %s %s",
+            out, getenv("SDTI_BIN"), model, images, out, replay, args, c->extra);
         char *log = NULL;
         int rc = test_run(cmd, &log);
         CHECKF(rc == 0, "%s: sdti train failed (%d):\n%s", label, rc, log ? log : "");
@@ -111,7 +112,8 @@ static void test_refusals(void) {
     snprintf(model, sizeof model, "%s", test_fixture("models/sd1-tiny/diffusers"));
     snprintf(images, sizeof images, "%s", test_fixture("train_replay/images"));
     snprintf(replay, sizeof replay, "%s", test_fixture("train_replay/sd1_fp32.safetensors"));
-    const char *base = "%s train --pretrained_model_name_or_path '%s' --train_data_dir '%s' "
+    const char *base = "OMP_WAIT_POLICY=passive %s train --pretrained_model_name_or_path '%s' "
+                       "--train_data_dir '%s' "
                        "--output_dir '%s/o' --resolution 32 --caption_extension .txt "
                        "--token_string mytok --num_vectors_per_token 2 --train_batch_size 2 "
                        "--replay '%s' %s";
