@@ -1,5 +1,9 @@
 /* Model weights in their storage precision: see weight_ref.h. */
+#define _DEFAULT_SOURCE /* madvise's MADV_PAGEOUT */
 #include "models/weight_ref.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -65,6 +69,27 @@ static int shape_matches(const NamedTensor *t, int ndim, const int64_t *shape) {
     return 1;
 }
 
+/* A converted weight's source bytes are not read again, but when they sit in a memory-mapped
+ * file every page the conversion touched stays in the process's resident set: a 4 GB SD1.5
+ * checkpoint converted to bf16 would count 3.3 GB of f32 UNet pages on top of the 1.6 GB
+ * of bf16 weights. MADV_PAGEOUT hands those pages back; it never changes contents (a page
+ * read again is read from the file; malloc'd sources without swap are left as they are), so
+ * it is safe whatever backs the tensor. Only whole pages inside the tensor are advised. */
+static void release_source_pages(const void *data, size_t bytes) {
+#ifdef MADV_PAGEOUT
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || bytes < (size_t)page * 16)
+        return;
+    uintptr_t lo = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t hi = ((uintptr_t)data + bytes) & ~((uintptr_t)page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_PAGEOUT); /* a hint: failure changes nothing */
+#else
+    (void)data;
+    (void)bytes;
+#endif
+}
+
 int weight_ref_bind(WeightRef *w, const TensorSet *set, const char *name, int ndim,
                     const int64_t *shape, int optional, WeightPool *pool, Error *err) {
     memset(w, 0, sizeof *w);
@@ -113,6 +138,7 @@ int weight_ref_bind(WeightRef *w, const TensorSet *set, const char *name, int nd
                                    c);
         }
     }
+    release_source_pages(t->data, t->nbytes);
     w->data = dst;
     w->dtype = pool->storage;
     return 0;
