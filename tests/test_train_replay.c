@@ -10,7 +10,8 @@
  * both with N = 2 vectors, batch 2, AdamW, cosine schedule with warm-up, with and without
  * --gradient_checkpointing, and under --mixed_precision fp16 / bf16;
  *   sd1_accum: --gradient_accumulation_steps 2 (10 micro-batches), --max_token_length 150
- *   (two 77-token chunks), --min_snr_gamma 5, a linear schedule.
+ *   (two 77-token chunks), --min_snr_gamma 5, a linear schedule;
+ *   sd2_adafactor: Adafactor (relative_step=False ...) over kohya's whole embedding matrix.
  * Tolerances (max|d| / max|ref|): 1e-4 for the float32 runs (about 1e-6 measured). Mixed
  * precision is not the same arithmetic on both sides: kohya runs the UNet and the text encoder
  * under autocast (half-precision matmuls, half latents and noise), sdti stores the weights in
@@ -38,6 +39,7 @@ static const ReplayCase CASES[] = {
     {"sd2_fp32", "sd2-tiny", "", 1e-4},
     {"sd2_fp32", "sd2-tiny", "--gradient_checkpointing", 1e-4},
     {"sd1_accum_fp32", "sd1-tiny", "", 1e-4},
+    {"sd2_adafactor_fp32", "sd2-tiny", "", 1e-4},
     {"sd1_fp16", "sd1-tiny", "", 5e-3},
     {"sd1_bf16", "sd1-tiny", "--gradient_checkpointing", 3e-2},
     {"sd2_fp16", "sd2-tiny", "--gradient_checkpointing", 5e-3},

@@ -58,6 +58,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from PIL import Image
 from safetensors.torch import save_file
+import transformers
 from transformers import CLIPTextModel, CLIPTokenizer
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -95,6 +96,13 @@ CASES = [
     {"name": "sd1_accum", "model": "sd1-tiny", "v2": False, "v_param": False, "clip_skip": 1,
      "max_grad_norm": 0.05, "pad_id": 49407, "accum": 2, "max_token_length": 150,
      "min_snr_gamma": 5.0, "lr_scheduler": "linear", "lr_warmup": 0,
+     "precisions": ["fp32"]},
+    # SD2 v-prediction with Adafactor (kohya hands it the whole embedding matrix; its factored
+    # second moment mixes the rows) without relative steps, on the cosine schedule
+    {"name": "sd2_adafactor", "model": "sd2-tiny", "v2": True, "v_param": True,
+     "clip_skip": None, "max_grad_norm": 2.5e-4, "pad_id": 0, "optimizer": "AdaFactor",
+     "optimizer_args": {"relative_step": False, "scale_parameter": False,
+                        "warmup_init": False},
      "precisions": ["fp32"]},
 ]
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -242,7 +250,12 @@ def run(case, precision, latents_unscaled, replay, gradient_checkpointing=False)
         unet.eval()
     te.train()
 
-    optimizer = torch.optim.AdamW(te.get_input_embeddings().parameters(), lr=LEARNING_RATE)
+    params = te.get_input_embeddings().parameters()
+    if case.get("optimizer") == "AdaFactor":
+        optimizer = transformers.optimization.Adafactor(params, lr=LEARNING_RATE,
+                                                        **case["optimizer_args"])
+    else:
+        optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE)
     lr_scheduler = get_scheduler(case.get("lr_scheduler", LR_SCHEDULER), optimizer,
                                  num_warmup_steps=case.get("lr_warmup", LR_WARMUP),
                                  num_training_steps=STEPS)
@@ -322,6 +335,10 @@ def sdti_args(case, precision):
         a.append(f"--max_token_length {case['max_token_length']}")
     if case.get("min_snr_gamma"):
         a.append(f"--min_snr_gamma {case['min_snr_gamma']}")
+    if case.get("optimizer"):
+        a.append(f"--optimizer_type {case['optimizer']}")
+        a.append("--optimizer_args " + " ".join(f"{k}={v}" for k, v in
+                                                case["optimizer_args"].items()))
     if case["v2"]:
         a.append("--v2")
     if case["v_param"]:
@@ -337,7 +354,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check-gc", action="store_true",
                    help="also run with gradient checkpointing and assert the same trajectory")
-    p.add_argument("--only", help="write only the cases of this name (sd1, sd2, sd1_accum)")
+    p.add_argument("--only", help="write only the cases of this name (sd1, sd2, sd1_accum, sd2_adafactor)")
     args = p.parse_args()
     torch.manual_seed(0)
     folder = write_images()
