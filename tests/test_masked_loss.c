@@ -325,6 +325,17 @@ static void test_cli(void) {
     free(all);
     free(masked);
     free(plain);
+    /* --debug_dataset names each image's mask */
+    char args[8192], *log = NULL;
+    snprintf(args, sizeof args,
+             "--dataset_config '%s/half.toml' --masked_loss --token_string mytok "
+             "--output_dir '%s/out-debug' --debug_dataset",
+             tmp, tmp);
+    int rc = train_support_run(args, &log);
+    CHECKF(rc == 0 && log && strstr(log, "conditioning image (loss mask): ") &&
+               strstr(log, "/half/p.png"),
+           "--debug_dataset: rc %d: %s", rc, log ? log : "");
+    free(log);
 
     /* alpha masks with latents cached on disk; opaque alpha is no mask */
     plain = train(tmp, "plain-cached", dir, NULL, false, "--cache_latents");

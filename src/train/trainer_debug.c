@@ -32,6 +32,11 @@ int trainer_debug_dataset(Trainer *t, Error *err) {
                     for (int k = 0; k < count; k++)
                         printf(" %d%s", ids[k], ids[k] >= t->ti.ids[0] ? "*" : "");
                     printf("\n");
+                    /* the loss masks (train/masked_loss.h) */
+                    if (im->cond_path)
+                        printf("  conditioning image (loss mask): %s\n", im->cond_path);
+                    else if (ds->config->subsets[im->subset].alpha_mask)
+                        printf("  alpha mask (loss mask): the image's alpha channel\n");
                 }
                 free(ids);
                 dataset_sample_free(&s);
