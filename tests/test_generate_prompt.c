@@ -15,6 +15,7 @@
 
 #include "base/file_util.h"
 #include "cli/generate_options.h"
+#include "generate/dynamic_prompt.h"
 #include "generate/generate_run.h"
 #include "generate/png_output.h"
 #include "generate/prompt_line.h"
@@ -141,6 +142,37 @@ static void test_option_table(void) {
     cJSON_Delete(opts);
 }
 
+/* handle_dynamic_prompt_variants after random.seed(seed): the prompts, and where it left the
+ * random stream (the next randint). */
+static void test_dynamic(void) {
+    cJSON *cases = load_json("generate/dynamic_prompts.json"), *c;
+    int n_cases = 0;
+    cJSON_ArrayForEach(c, cases) {
+        const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
+        cJSON *want = cJSON_GetObjectItem(c, "prompts");
+        PyRandom py;
+        py_random_seed(&py, (int64_t)cJSON_GetObjectItem(c, "seed")->valuedouble);
+        char **out = NULL;
+        int n = 0;
+        Error err = {{0}};
+        CHECK_OK(dynamic_prompt_expand(prompt, cJSON_GetObjectItem(c, "repeat")->valueint, &py,
+                                       &out, &n, &err),
+                 &err);
+        bool ok = n == cJSON_GetArraySize(want);
+        for (int i = 0; ok && i < n; i++)
+            ok = strcmp(out[i], cJSON_GetArrayItem(want, i)->valuestring) == 0;
+        CHECKF(ok, "handle_dynamic_prompt_variants(\"%s\"): %d prompts (kohya %d), first '%s'",
+               prompt, n, cJSON_GetArraySize(want), n ? out[0] : "");
+        int64_t next = py_random_randint(&py, 0, 0x7FFFFFFF);
+        CHECKF(next == (int64_t)cJSON_GetObjectItem(c, "next_randint")->valuedouble,
+               "\"%s\": the random stream is not where kohya left it", prompt);
+        dynamic_prompt_free(out, n);
+        n_cases++;
+    }
+    CHECK(n_cases >= 12);
+    cJSON_Delete(cases);
+}
+
 static void test_py_float(void) {
     cJSON *cases = load_json("generate/py_float_repr.json"), *c;
     cJSON_ArrayForEach(c, cases) {
@@ -173,8 +205,6 @@ static void test_prompt_line(void) {
     CHECK(p.negative_scale_set == 2 && p.steps == 1);
     prompt_line_free(&p);
     CHECK_FAILS_WITH(prompt_line_parse("x --am 0.5", "test", &p, &err), &err, "not supported yet");
-    CHECK_FAILS_WITH(prompt_line_parse("a {red|blue} car", "test", &p, &err), &err,
-                     "dynamic-prompt");
     CHECK_FAILS_WITH(prompt_line_parse("a cat AND a dog", "test", &p, &err), &err, "AND");
     CHECK_FAILS_WITH(prompt_line_parse("x --d 1,,2", "test", &p, &err), &err, "seeds");
 }
@@ -255,6 +285,7 @@ int main(void) {
     test_attention();
     test_option_table();
     test_py_float();
+    test_dynamic();
     test_prompt_line();
     test_prompt_file();
     test_chunk_weights();

@@ -40,7 +40,8 @@ static CommandSpec command_spec(OptionSpec *specs) {
         "gen_img_diffusers.py (docs/generate.md). Per-prompt options inside a prompt:\n"
         "  --n TEXT negative prompt, --w N / --h N size, --s N steps, --d S[,S..] seeds,\n"
         "  --l F guidance scale, --nl F|none negative scale, --c TEXT clip prompt.\n"
-        "Weighting: (word), (word:1.3), [word]; BREAK starts a new 77-token chunk.\n"
+        "Weighting: (word), (word:1.3), [word]; BREAK starts a new 77-token chunk;\n"
+        "variants: {a|b}, {2$$a|b|c}, {e$$a|b} (kohya's dynamic prompts).\n"
         "Options marked 'not supported yet' in docs/options.md are refused when given.",
         specs,
         generate_option_count,

@@ -13,6 +13,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "generate/dynamic_prompt.h"
 #include "generate/png_output.h"
 #include "generate/prompt_line.h"
 #include "train/py_random.h"
@@ -411,30 +412,49 @@ static int run_prompts(RunState *st, char **prompts, int n_prompts, PyRandom *py
         if (job->shuffle_prompts)
             py_random_shuffle(py, prompts, (size_t)n_prompts, sizeof *prompts);
         for (int pi = 0; rc == 0 && pi < n_prompts; pi++) {
-            const char *raw = prompts[pi];
-            char where[64];
-            snprintf(where, sizeof where, "prompt %d", pi + 1);
-            PromptLine pl;
-            if (prompt_line_parse(raw, where, &pl, err) != 0) {
-                rc = -1;
+            /* kohya: dynamic-prompt variants first (they draw from the same random stream) */
+            char **variants = NULL;
+            int n_variants = 0;
+            rc = dynamic_prompt_expand(prompts[pi], (int)job->images_per_prompt, py, &variants,
+                                       &n_variants, err);
+            if (rc != 0)
                 break;
-            }
-            log_info("prompt %d/%d: %s", pi + 1, n_prompts, pl.prompt);
-            if (iter == 0)
-                count_embedding_use(st->m, &pl);
-            BatchExt ext = {
-                pl.has_width ? (int)pl.width : job->width,
-                pl.has_height ? (int)pl.height : job->height,
-                pl.has_steps ? (int)pl.steps : job->steps,
-                pl.has_scale ? pl.scale : job->scale,
-                pl.negative_scale_set == 1 ||
-                    (pl.negative_scale_set == 0 && job->has_negative_scale),
-                pl.negative_scale_set == 1 ? pl.negative_scale : job->negative_scale,
-            };
+            long images = n_variants == 1 ? job->images_per_prompt : n_variants;
+            PromptLine pl = {0};
+            bool parsed = false;
+            BatchExt ext = {0};
             int next_seed = 0;
             int64_t seed = 0;
             bool have_seed = false;
-            for (long k = 0; rc == 0 && k < job->images_per_prompt; k++) {
+            for (long k = 0; rc == 0 && k < images; k++) {
+                const char *raw = variants[n_variants > 1 ? k : 0];
+                if (k == 0 || n_variants > 1) {
+                    /* kohya re-parses each variant, restarting its --d seeds */
+                    char where[64];
+                    snprintf(where, sizeof where, "prompt %d", pi + 1);
+                    if (parsed)
+                        prompt_line_free(&pl);
+                    parsed = false;
+                    if (prompt_line_parse(raw, where, &pl, err) != 0) {
+                        rc = -1;
+                        break;
+                    }
+                    parsed = true;
+                    log_info("prompt %d/%d: %s", pi + 1, n_prompts, pl.prompt);
+                    if (iter == 0)
+                        count_embedding_use(st->m, &pl);
+                    ext = (BatchExt){
+                        pl.has_width ? (int)pl.width : job->width,
+                        pl.has_height ? (int)pl.height : job->height,
+                        pl.has_steps ? (int)pl.steps : job->steps,
+                        pl.has_scale ? pl.scale : job->scale,
+                        pl.negative_scale_set == 1 ||
+                            (pl.negative_scale_set == 0 && job->has_negative_scale),
+                        pl.negative_scale_set == 1 ? pl.negative_scale : job->negative_scale,
+                    };
+                    next_seed = 0;
+                    have_seed = false;
+                }
                 if (pl.seeds) {
                     if (next_seed < pl.seed_count) {
                         seed = pl.seeds[next_seed++];
@@ -463,7 +483,9 @@ static int run_prompts(RunState *st, char **prompts, int n_prompts, PyRandom *py
                     rc = process_batch(st, err);
                 global_step++;
             }
-            prompt_line_free(&pl);
+            if (parsed)
+                prompt_line_free(&pl);
+            dynamic_prompt_free(variants, n_variants);
         }
     }
     if (rc == 0)

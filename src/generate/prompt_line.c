@@ -199,11 +199,6 @@ int prompt_line_parse(const char *raw, const char *where, PromptLine *out, Error
                        "generate does not support yet; write 'and' in lower case if you meant "
                        "the word",
                        where);
-    if (rc == 0 && strchr(out->prompt, '{') && strchr(out->prompt, '|') && strchr(out->prompt, '}'))
-        rc = error_set(err,
-                       "%s: dynamic-prompt variants {a|b} are not supported yet by sdti "
-                       "generate; write one prompt line per variant",
-                       where);
     if (rc != 0)
         prompt_line_free(out);
     return rc;

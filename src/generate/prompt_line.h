@@ -5,8 +5,8 @@
  *   nl F|none negative scale, n TEXT negative prompt, c TEXT clip prompt, t F strength.
  * am (network multipliers), dsd1/dst1/dsd2/dst2/dsr (Deep Shrink) and glt/glr/gle/gls/glsn/
  * glus (Gradual Latent) are refused as not supported yet; anything else kohya ignores, and so
- * does sdti (with a warning). Dynamic-prompt variants ({a|b}) are refused as not supported yet.
- * Regional prompts (" AND ") need networks and are refused too. */
+ * does sdti (with a warning). Dynamic-prompt variants ({a|b}) are expanded before this
+ * (dynamic_prompt.h). Regional prompts (" AND ") need networks and are refused too. */
 #ifndef SDTI_GENERATE_PROMPT_LINE_H
 #define SDTI_GENERATE_PROMPT_LINE_H
 

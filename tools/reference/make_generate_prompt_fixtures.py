@@ -3,6 +3,8 @@ sd-scripts' own gen_img_diffusers.py, for sdti's option-table and prompt-parser 
 
   kohya_gen_options.json   every option of its setup_parser (name, action, type, default,
                            choices, nargs; no help texts), kohya's logging group included;
+  dynamic_prompts.json     what its handle_dynamic_prompt_variants returns for DYNAMIC after
+                           random.seed(100 + i), and the random stream's next randint;
   py_float_repr.json       Python's str() of a few floats (kohya writes the scale with str()).
   prompt_attention.json    what its parse_prompt_attention returns for PROMPTS (text pieces and
                            weights: the products of 1.1, 1 / 1.1 and the given weights as
@@ -17,7 +19,10 @@ module and run; nothing else of the script is imported, so no GPU package is nee
 
 import argparse
 import ast
+import itertools
 import json
+import logging
+import random
 import os
 import re
 import sys
@@ -48,13 +53,30 @@ PROMPTS = [
 ]
 
 
+# (prompt, repeat_count = --images_per_prompt) for handle_dynamic_prompt_variants
+DYNAMIC = [
+    ("a photo of a cat", 3),
+    ("a {red|green|blue} car", 4),
+    ("a {red|green|blue} car on a {beach|street}", 3),
+    ("{2$$a|b|c|d} and {1-3$$ or $$x|y|z}", 4),
+    ("{e$$cat|dog|bird} photo", 2),
+    ("{e$$2$$a|b|c} with {u|v}", 1),
+    ("{E$$1-2$$ + $$p|q} {same|same}", 2),
+    ("{0-5$$a|b|c}", 5),
+    ("x {a|b} y {a|b} z", 3),
+    ("{3-1$$one|two|three|four}", 3),
+    ("no variants {here}", 2),
+    ("{1-2$$" + "|".join(f"w{i}" for i in range(30)) + "}", 3),
+]
+
+
 def load_functions(path):
     src = open(path, encoding="utf-8").read()
     tree = ast.parse(src)
-    wanted = {"setup_parser", "parse_prompt_attention"}
-    ns = {"re": re, "argparse": argparse}
+    wanted = {"setup_parser", "parse_prompt_attention", "handle_dynamic_prompt_variants"}
+    ns = {"re": re, "argparse": argparse, "random": random, "itertools": itertools, "logger": logging.getLogger("kohya")}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "re_attention" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) in ("re_attention", "RE_DYNAMIC_PROMPT") for t in node.targets):
             exec(compile(ast.Module([node], []), path, "exec"), ns)
         if isinstance(node, ast.FunctionDef) and node.name in wanted:
             exec(compile(ast.Module([node], []), path, "exec"), ns)
@@ -110,6 +132,15 @@ def main():
         cases.append({"prompt": p, "pieces": [{"text": t, "weight": w} for t, w in res]})
     with open(os.path.join(OUT, "prompt_attention.json"), "w") as f:
         json.dump(cases, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    dyn = []
+    for i, (p, repeat) in enumerate(DYNAMIC):
+        random.seed(100 + i)
+        prompts = ns["handle_dynamic_prompt_variants"](p, repeat)
+        dyn.append({"prompt": p, "repeat": repeat, "seed": 100 + i, "prompts": prompts,
+                    "next_randint": random.randint(0, 0x7FFFFFFF)})
+    with open(os.path.join(OUT, "dynamic_prompts.json"), "w") as f:
+        json.dump(dyn, f, indent=1, ensure_ascii=False)
         f.write("\n")
     floats = [7.5, 7.0, 1.0, 0.1, 1e-05, 0.0001, 12.25, 1e16, 1.5e16, 123456789.0, 2.5e-07, 1 / 3]
     with open(os.path.join(OUT, "py_float_repr.json"), "w") as f:
