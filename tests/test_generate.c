@@ -269,7 +269,8 @@ static void check_bad_inputs(void) {
         {"--prompt x --textual_inversion_embeddings WORD", "rename the file"},
         {"--prompt x --fp16 --bf16", "exclude each other"},
         {"--prompt x --vae NOTVAE", "no VAE weights"},
-        {"", "give --prompt TEXT or --from_file FILE"},
+        {"", "give --prompt TEXT, --from_file FILE or --interactive"},
+        {"--prompt x --interactive", "leave out --prompt"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[2048];
@@ -321,6 +322,32 @@ static void check_cli_vae(void) {
     free(out);
 }
 
+/* --interactive: prompts from standard input until its end; blank prompts are asked again. */
+static void check_cli_interactive(void) {
+    const char *tmp = test_tmp_dir("test_generate_interactive");
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "printf 'a cat --d 5\\n\\n   --n x\\na dog\\n' | %s generate --ckpt "
+             "%s/models/sd1-tiny/ldm.safetensors --interactive --W 32 --H 32 --steps 1 "
+             "--sequential_file_name --outdir %s",
+             bin(), SDTI_FIXTURES, tmp);
+    int rc = test_run(cmd, &out);
+    char p1[1200], p2[1200], p3[1200];
+    snprintf(p1, sizeof p1, "%s/im_000001.png", tmp);
+    snprintf(p2, sizeof p2, "%s/im_000002.png", tmp);
+    snprintf(p3, sizeof p3, "%s/im_000003.png", tmp);
+    FILE *f1 = fopen(p1, "rb"), *f2 = fopen(p2, "rb"), *f3 = fopen(p3, "rb");
+    CHECKF(rc == 0 && f1 && f2 && !f3, "--interactive: rc %d, images %d %d %d\n%s", rc, !!f1, !!f2,
+           !!f3, out ? out : "");
+    if (f1)
+        fclose(f1);
+    if (f2)
+        fclose(f2);
+    if (f3)
+        fclose(f3);
+    free(out);
+}
+
 int main(void) {
     Error err = {{0}};
     tensor_set_init(&expected);
@@ -335,6 +362,7 @@ int main(void) {
     }
     check_bad_inputs();
     check_cli_vae();
+    check_cli_interactive();
     cJSON_Delete(cases);
     tensor_set_free(&expected);
     return test_finish();

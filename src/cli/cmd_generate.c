@@ -53,6 +53,7 @@ static int run(const GenerateOptions *o, Error *err) {
     job.iter_same_seed = o->iter_same_seed;
     job.shuffle_prompts = o->shuffle_prompts;
     job.sequential_file_name = o->sequential_file_name;
+    job.interactive = o->interactive;
     job.width = generate_option_given(o, "W") ? (int)o->W : 512;
     job.height = generate_option_given(o, "H") ? (int)o->H : 512;
     job.steps = (int)o->steps;

@@ -120,9 +120,11 @@ int generate_options_check(const GenerateOptions *o, Error *err) {
     if (!o->ckpt)
         return error_set(err, "--ckpt is required: the model file, diffusers folder or "
                               "Hugging Face id to generate with");
-    if (!o->prompt && !o->from_file)
-        return error_set(err, "give --prompt TEXT or --from_file FILE (interactive mode is not "
-                              "supported yet)");
+    if (!o->prompt && !o->from_file && !o->interactive)
+        return error_set(err, "give --prompt TEXT, --from_file FILE or --interactive");
+    if (o->interactive && (o->prompt || o->from_file))
+        return error_set(err, "--interactive reads the prompts from the console: leave out "
+                              "--prompt and --from_file (kohya fails on the combination)");
     if (o->fp16 && o->bf16)
         return error_set(err, "--fp16 and --bf16 exclude each other; give one");
     if (generate_option_given(o, "W") && (o->W <= 0 || o->W % 8 != 0))

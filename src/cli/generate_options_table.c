@@ -31,8 +31,8 @@ const GenerateOptionDef generate_option_defs[] = {
     {"from_file", OPT_STRING, offsetof(GenerateOptions, from_file), NULL, NULL, GEN_OPT_SUPPORTED,
      "read prompts from this UTF-8 file, one a line (blank lines and lines starting with # "
      "skipped)"},
-    {"interactive", OPT_FLAG, offsetof(GenerateOptions, interactive), NULL, NULL, GEN_OPT_NOT_YET,
-     "type prompts at the console"},
+    {"interactive", OPT_FLAG, offsetof(GenerateOptions, interactive), NULL, NULL, GEN_OPT_SUPPORTED,
+     "type prompts at the console, one a line (end with Ctrl-D)"},
     {"no_preview", OPT_FLAG, offsetof(GenerateOptions, no_preview), NULL, NULL, GEN_OPT_NO_EFFECT,
      "no preview window in interactive mode"},
     {"image_path", OPT_STRING, offsetof(GenerateOptions, image_path), NULL, NULL, GEN_OPT_NOT_YET,

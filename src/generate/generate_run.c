@@ -198,10 +198,13 @@ static void progress(void *user, int call, int total, double seconds) {
     RunState *st = user;
     double eta = seconds * (double)(total - call - 1);
     bool tty = isatty(fileno(stderr));
-    fprintf(stderr, "%simages %ld-%ld/%ld: step %d/%d  %.2f s/it  ETA %02d:%02d:%02d%s",
-            tty ? "\r" : "", st->images_done + 1, st->images_done + st->batch_count,
-            st->images_total, call + 1, total, seconds, (int)(eta / 3600), (int)fmod(eta / 60, 60),
-            (int)fmod(eta, 60), tty && call + 1 < total ? "" : "\n");
+    char of[32] = ""; /* the image count is unknown in interactive mode */
+    if (st->images_total > 0)
+        snprintf(of, sizeof of, "/%ld", st->images_total);
+    fprintf(stderr, "%simages %ld-%ld%s: step %d/%d  %.2f s/it  ETA %02d:%02d:%02d%s",
+            tty ? "\r" : "", st->images_done + 1, st->images_done + st->batch_count, of, call + 1,
+            total, seconds, (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60),
+            tty && call + 1 < total ? "" : "\n");
     fflush(stderr);
 }
 
@@ -389,109 +392,174 @@ static void count_embedding_use(GenModel *m, const PromptLine *pl) {
     free(ids[1]);
 }
 
-static int run_prompts(RunState *st, char **prompts, int n_prompts, PyRandom *py, Error *err) {
+/* Where kohya's seeds come from (see generate_run.h). */
+typedef struct SeedState {
+    int64_t *predefined; /* --seed: drawn up front (NULL without --seed) */
+    long n_predefined, next_predefined;
+    int64_t iter_seed;
+    long global_step;
+} SeedState;
+
+/* One prompt line: its variants, its images, batched as kohya batches them. */
+static int run_one_prompt(RunState *st, const char *line, int pi, int n_prompts, long iter,
+                          SeedState *ss, PyRandom *py, Error *err) {
     const GenerateJob *job = st->job;
-    int64_t *predefined = NULL;
-    long n_predefined = 0, next_predefined = 0;
-    if (job->has_seed) {
-        py_random_seed(py, job->seed);
-        n_predefined = job->n_iter * n_prompts * job->images_per_prompt;
-        predefined = malloc((size_t)(n_predefined ? n_predefined : 1) * sizeof *predefined);
-        if (!predefined)
-            return error_set(err, "out of memory");
-        for (long i = 0; i < n_predefined; i++)
-            predefined[i] = py_random_randint(py, 0, 0x7FFFFFFF);
-        if (n_predefined == 1)
-            predefined[0] = job->seed;
-    }
     int rc = 0;
-    long global_step = 0;
-    for (long iter = 0; rc == 0 && iter < job->n_iter; iter++) {
-        log_info("iteration %ld/%ld", iter + 1, job->n_iter);
-        int64_t iter_seed = py_random_randint(py, 0, 0x7FFFFFFF);
-        if (job->shuffle_prompts)
-            py_random_shuffle(py, prompts, (size_t)n_prompts, sizeof *prompts);
-        for (int pi = 0; rc == 0 && pi < n_prompts; pi++) {
-            /* kohya: dynamic-prompt variants first (they draw from the same random stream) */
-            char **variants = NULL;
-            int n_variants = 0;
-            rc = dynamic_prompt_expand(prompts[pi], (int)job->images_per_prompt, py, &variants,
-                                       &n_variants, err);
-            if (rc != 0)
-                break;
-            long images = n_variants == 1 ? job->images_per_prompt : n_variants;
-            PromptLine pl = {0};
-            bool parsed = false;
-            BatchExt ext = {0};
-            int next_seed = 0;
-            int64_t seed = 0;
-            bool have_seed = false;
-            for (long k = 0; rc == 0 && k < images; k++) {
-                const char *raw = variants[n_variants > 1 ? k : 0];
-                if (k == 0 || n_variants > 1) {
-                    /* kohya re-parses each variant, restarting its --d seeds */
-                    char where[64];
-                    snprintf(where, sizeof where, "prompt %d", pi + 1);
-                    if (parsed)
-                        prompt_line_free(&pl);
-                    parsed = false;
-                    if (prompt_line_parse(raw, where, &pl, err) != 0) {
-                        rc = -1;
-                        break;
-                    }
-                    parsed = true;
-                    log_info("prompt %d/%d: %s", pi + 1, n_prompts, pl.prompt);
-                    if (iter == 0)
-                        count_embedding_use(st->m, &pl);
-                    ext = (BatchExt){
-                        pl.has_width ? (int)pl.width : job->width,
-                        pl.has_height ? (int)pl.height : job->height,
-                        pl.has_steps ? (int)pl.steps : job->steps,
-                        pl.has_scale ? pl.scale : job->scale,
-                        pl.negative_scale_set == 1 ||
-                            (pl.negative_scale_set == 0 && job->has_negative_scale),
-                        pl.negative_scale_set == 1 ? pl.negative_scale : job->negative_scale,
-                    };
-                    next_seed = 0;
-                    have_seed = false;
-                }
-                if (pl.seeds) {
-                    if (next_seed < pl.seed_count) {
-                        seed = pl.seeds[next_seed++];
-                        have_seed = true;
-                    }
-                } else if (predefined) {
-                    have_seed = next_predefined < n_predefined;
-                    if (have_seed)
-                        seed = predefined[next_predefined++];
-                    else
-                        log_info("predefined seeds are exhausted");
-                } else if (job->iter_same_seed) {
-                    seed = iter_seed;
-                    have_seed = true;
-                } else {
-                    have_seed = false;
-                }
-                if (!have_seed)
-                    seed = py_random_randint(py, 0, 0x7FFFFFFF);
-                if (st->n_pending > 0 && !ext_equal(&st->ext, &ext))
-                    rc = process_batch(st, err);
-                st->ext = ext;
-                if (rc == 0)
-                    rc = pending_add(st, &pl, raw, seed, global_step, err);
-                if (rc == 0 && st->n_pending == job->batch_size)
-                    rc = process_batch(st, err);
-                global_step++;
-            }
+    /* kohya: dynamic-prompt variants first (they draw from the same random stream) */
+    char **variants = NULL;
+    int n_variants = 0;
+    rc = dynamic_prompt_expand(line, (int)job->images_per_prompt, py, &variants, &n_variants, err);
+    if (rc != 0)
+        return -1;
+    long images = n_variants == 1 ? job->images_per_prompt : n_variants;
+    PromptLine pl = {0};
+    bool parsed = false;
+    BatchExt ext = {0};
+    int next_seed = 0;
+    int64_t seed = 0;
+    bool have_seed = false;
+    for (long k = 0; rc == 0 && k < images; k++) {
+        const char *raw = variants[n_variants > 1 ? k : 0];
+        if (k == 0 || n_variants > 1) {
+            /* kohya re-parses each variant, restarting its --d seeds */
+            char where[64];
+            snprintf(where, sizeof where, "prompt %d", pi + 1);
             if (parsed)
                 prompt_line_free(&pl);
-            dynamic_prompt_free(variants, n_variants);
+            parsed = false;
+            if (prompt_line_parse(raw, where, &pl, err) != 0) {
+                rc = -1;
+                break;
+            }
+            parsed = true;
+            if (n_prompts > 0)
+                log_info("prompt %d/%d: %s", pi + 1, n_prompts, pl.prompt);
+            else
+                log_info("prompt %d: %s", pi + 1, pl.prompt);
+            if (iter == 0)
+                count_embedding_use(st->m, &pl);
+            ext = (BatchExt){
+                pl.has_width ? (int)pl.width : job->width,
+                pl.has_height ? (int)pl.height : job->height,
+                pl.has_steps ? (int)pl.steps : job->steps,
+                pl.has_scale ? pl.scale : job->scale,
+                pl.negative_scale_set == 1 ||
+                    (pl.negative_scale_set == 0 && job->has_negative_scale),
+                pl.negative_scale_set == 1 ? pl.negative_scale : job->negative_scale,
+            };
+            next_seed = 0;
+            have_seed = false;
         }
+        if (pl.seeds) {
+            if (next_seed < pl.seed_count) {
+                seed = pl.seeds[next_seed++];
+                have_seed = true;
+            }
+        } else if (ss->predefined) {
+            have_seed = ss->next_predefined < ss->n_predefined;
+            if (have_seed)
+                seed = ss->predefined[ss->next_predefined++];
+            else
+                log_info("predefined seeds are exhausted");
+        } else if (job->iter_same_seed) {
+            seed = ss->iter_seed;
+            have_seed = true;
+        } else {
+            have_seed = false;
+        }
+        if (!have_seed)
+            seed = py_random_randint(py, 0, 0x7FFFFFFF);
+        if (st->n_pending > 0 && !ext_equal(&st->ext, &ext))
+            rc = process_batch(st, err);
+        st->ext = ext;
+        if (rc == 0)
+            rc = pending_add(st, &pl, raw, seed, ss->global_step, err);
+        if (rc == 0 && st->n_pending == job->batch_size)
+            rc = process_batch(st, err);
+        ss->global_step++;
     }
-    if (rc == 0)
-        rc = process_batch(st, err);
+    if (parsed)
+        prompt_line_free(&pl);
+    dynamic_prompt_free(variants, n_variants);
+    return rc;
+}
+
+/* kohya's interactive mode: a prompt from the console ("" at end of input). */
+static char *read_console_prompt(bool *eof) {
+    *eof = false;
+    for (;;) {
+        fprintf(stderr, "\nType prompt:\n");
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0) {
+            free(line);
+            *eof = true;
+            return NULL;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        bool utf8 = true;
+        for (ssize_t i = 0; utf8 && i < n;) {
+            size_t k = utf8_sequence((const unsigned char *)line + i, (size_t)(n - i));
+            utf8 = k > 0;
+            i += (ssize_t)k;
+        }
+        /* kohya: valid when the text before the first " --" is not blank */
+        char *opts = strstr(line, " --");
+        char saved = opts ? *opts : 0;
+        if (opts)
+            *opts = '\0';
+        bool valid = utf8 && !blank(line);
+        if (opts)
+            *opts = saved;
+        if (valid)
+            return line;
+        if (!utf8)
+            log_warning("the prompt is not UTF-8; type it again");
+        free(line);
+    }
+}
+
+static int run_prompts(RunState *st, char **prompts, int n_prompts, PyRandom *py, Error *err) {
+    const GenerateJob *job = st->job;
+    SeedState ss = {0};
+    if (job->has_seed) {
+        py_random_seed(py, job->seed);
+        ss.n_predefined = job->n_iter * n_prompts * job->images_per_prompt;
+        ss.predefined = malloc((size_t)(ss.n_predefined ? ss.n_predefined : 1) * sizeof(int64_t));
+        if (!ss.predefined)
+            return error_set(err, "out of memory");
+        for (long i = 0; i < ss.n_predefined; i++)
+            ss.predefined[i] = py_random_randint(py, 0, 0x7FFFFFFF);
+        if (ss.n_predefined == 1)
+            ss.predefined[0] = job->seed;
+    }
+    int rc = 0;
+    for (long iter = 0; rc == 0 && iter < job->n_iter; iter++) {
+        log_info("iteration %ld/%ld", iter + 1, job->n_iter);
+        ss.iter_seed = py_random_randint(py, 0, 0x7FFFFFFF);
+        if (job->shuffle_prompts && n_prompts > 0)
+            py_random_shuffle(py, prompts, (size_t)n_prompts, sizeof *prompts);
+        if (job->interactive) {
+            for (int pi = 0; rc == 0; pi++) {
+                bool eof = false;
+                char *line = read_console_prompt(&eof);
+                if (eof)
+                    break;
+                rc = run_one_prompt(st, line, pi, 0, iter, &ss, py, err);
+                free(line);
+            }
+        } else {
+            for (int pi = 0; rc == 0 && pi < n_prompts; pi++)
+                rc = run_one_prompt(st, prompts[pi], pi, n_prompts, iter, &ss, py, err);
+        }
+        /* kohya flushes what is left after each iteration */
+        if (rc == 0)
+            rc = process_batch(st, err);
+    }
     pending_clear(st);
-    free(predefined);
+    free(ss.predefined);
     return rc;
 }
 
@@ -533,6 +601,9 @@ int generate_run(GenModel *m, const GenerateJob *job, Error *err) {
                              "with # are skipped)",
                              job->from_file);
         }
+    } else if (job->interactive) {
+        log_info("interactive mode: type a prompt per line (with kohya's --n, --w, ... options); "
+                 "end with Ctrl-D");
     } else {
         prompts = malloc(sizeof *prompts);
         if (!prompts || !(prompts[0] = strdup(job->prompt))) {

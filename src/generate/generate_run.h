@@ -22,6 +22,7 @@ typedef struct GenerateJob {
     bool has_seed;
     int64_t seed;
     bool iter_same_seed, shuffle_prompts, sequential_file_name;
+    bool interactive; /* prompts from the console instead of prompt / from_file */
     int width, height; /* --W / --H (512 when unset) */
     int steps;
     double scale;
