@@ -9,7 +9,9 @@
 #
 # Usage: bash bench/bench_train_mpi.sh [build-dir] [steps]
 #   SDTI_BENCH_PRECISION=fp32|fp16|bf16 (default bf16: weights stored half, fp32 arithmetic;
-#   two ranks each hold a model, fp32 needs ~2 x 5 GB).
+#   two ranks each hold a model, fp32 needs ~2 x 5 GB); SDTI_BENCH_REPEAT=n (default 1) runs
+#   the 1-rank and 2-rank pair n times, alternating, and prints every pair (on a shared
+#   machine the load changes between runs; alternating shows how much).
 # The model is <build>/bench/sd15-random.safetensors (tools/reference/make_sd15_random.py
 # writes it when missing). The machine should be otherwise idle; it rarely is: repeat.
 set -euo pipefail
@@ -62,8 +64,12 @@ run() { # name, launcher..., -- extra args
     --max_train_steps "$steps" "$@" >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
   step_seconds "$work/$name.log"
 }
-one=$(run one env -- --train_batch_size 2 --num_cpu_threads_per_process 1)
-two=$(run two "${mpirun[@]}" -- --train_batch_size 1 --num_cpu_threads_per_process 1)
+pairs=()
+for r in $(seq "${SDTI_BENCH_REPEAT:-1}"); do
+  one=$(run one env -- --train_batch_size 2 --num_cpu_threads_per_process 1)
+  two=$(run two "${mpirun[@]}" -- --train_batch_size 1 --num_cpu_threads_per_process 1)
+  pairs+=("$one $two $(cut -d' ' -f1 /proc/loadavg)")
+done
 wide=$(run wide env -- --train_batch_size 2 --num_cpu_threads_per_process 2)
 coll=$("${mpirun[@]}" "$build/bench/bench_dist" 24 200)
 
@@ -71,9 +77,13 @@ echo "TI step, SD1.5 shapes, 256x256, global batch 2, cached latents, $steps ste
   "excluded), --mixed_precision $prec"
 echo "load average before / after: $load0 / $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %8s\n' run "s/step"
-printf '%-34s %8.2f\n' "1 process x 1 thread, batch 2" "$one"
-printf '%-34s %8.2f   speed-up over 1 rank %.2f\n' "2 ranks x 1 thread, batch 1 each" "$two" \
-  "$(awk -v a="$one" -v b="$two" 'BEGIN{print a/b}')"
+for pair in "${pairs[@]}"; do
+  read -r one two load <<<"$pair"
+  printf '%-34s %8.2f\n' "1 process x 1 thread, batch 2" "$one"
+  printf '%-34s %8.2f   speed-up over 1 rank %.2f  (load %s)\n' \
+    "2 ranks x 1 thread, batch 1 each" "$two" "$(awk -v a="$one" -v b="$two" 'BEGIN{print a/b}')" \
+    "$load"
+done
 printf '%-34s %8.2f   speed-up over 1 rank %.2f\n' "1 process x 2 threads, batch 2" "$wide" \
   "$(awk -v a="$one" -v b="$wide" 'BEGIN{print a/b}')"
 echo "$coll"
