@@ -92,6 +92,29 @@ bool file_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int file_make_dirs(const char *path, Error *err) {
+    char *p = strdup(path);
+    if (!p)
+        return error_set(err, "%s: out of memory", path);
+    size_t n = strlen(p);
+    int rc = 0;
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char saved = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0) {
+            int e = errno;
+            if (!(e == EEXIST && file_is_dir(p)))
+                rc = error_set(err, "%s: cannot create the folder %s: %s", path, p,
+                               e == EEXIST ? "a file has that name" : strerror(e));
+        }
+        p[i] = saved;
+    }
+    free(p);
+    return rc;
+}
+
 int atomic_file_open(AtomicFile *af, const char *path, Error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path) + 32;

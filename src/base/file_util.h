@@ -19,6 +19,10 @@ void file_unmap(const void *data, size_t size);
 bool file_exists(const char *path);
 bool file_is_dir(const char *path);
 
+/* mkdir -p: makes `path` and every missing folder above it (as Python's os.makedirs with
+ * exist_ok=True). The error names the component that could not be made and why. */
+int file_make_dirs(const char *path, Error *err);
+
 /* An output file written under "<path>.tmp-<pid>" and renamed over `path` on commit. */
 typedef struct AtomicFile {
     FILE *fp;

@@ -35,8 +35,13 @@ static void png_read_from_memory(png_structp png, png_bytep out, png_size_t n) {
 
 static void png_on_error(png_structp png, png_const_charp msg) {
     PngReader *r = png_get_error_ptr(png);
-    if (!r->message[0])
+    if (!r->message[0]) {
+        /* libpng quotes a bad chunk's type bytes as they are: keep the message printable. */
         snprintf(r->message, sizeof r->message, "%s", msg);
+        for (char *c = r->message; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+                *c = '?';
+    }
     png_longjmp(png, 1);
 }
 

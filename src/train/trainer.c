@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/file_util.h"
 #include "base/log.h"
 #include "models/clip_text_chunks.h"
 #include "nn/conv2d.h"
@@ -531,11 +532,8 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
         free(t);
         return rc;
     }
-    if (rc == 0 && dist_rank() == 0 && mkdir(o->output_dir, 0777) != 0) {
-        struct stat st;
-        if (stat(o->output_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-            rc = error_set(err, "--output_dir %s: cannot create the folder", o->output_dir);
-    }
+    if (rc == 0 && dist_rank() == 0 && file_make_dirs(o->output_dir, err) != 0)
+        rc = error_prefix(err, "--output_dir: ");
     rc = rc ? rc : setup_schedule(t, err);
     if (rc == 0 && o->replay)
         rc = trainer_replay_open(t, err);
