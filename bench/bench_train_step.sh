@@ -34,9 +34,13 @@ model=${SDTI_BENCH_MODEL:-$build/bench/sd15-random.safetensors}
 [ -f "$model" ] || "$py" bench/bench_train_step.py --write-model "$model"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/data/1_mytok" "$work/out"
-"$py" - "$work/data/1_mytok" <<'EOF'
+trap 'rc=$?; if [ $rc = 0 ]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi' EXIT
+mkdir -p "$work/out"
+# the image folder (and its latent cache) stays beside the model between runs
+data=$(dirname "$model")/train_step_data
+if [ ! -f "$data/1_mytok/img.png" ]; then
+mkdir -p "$data/1_mytok"
+"$py" - "$data/1_mytok" <<'EOF'
 import sys
 import numpy as np
 from PIL import Image
@@ -47,17 +51,20 @@ img = img + 0.05 * rng.standard_normal(img.shape)
 Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8), "RGB").save(sys.argv[1] + "/img.png")
 open(sys.argv[1] + "/img.txt", "w").write("a photo of mytok\n")
 EOF
+fi
 
-sdti_args=(train --pretrained_model_name_or_path "$model" --train_data_dir "$work/data"
+sdti_args=(train --pretrained_model_name_or_path "$model" --train_data_dir "$data"
   --output_dir "$work/out" --resolution 512 --token_string mytok --init_word cat
   --caption_extension .txt --cache_latents_to_disk --learning_rate 5e-3 --seed 1
   --max_data_loader_n_workers 0 --num_cpu_threads_per_process "$threads")
 [ "$prec" = fp32 ] || sdti_args+=(--mixed_precision "$prec")
 [ "$ckpt" = 1 ] && sdti_args+=(--gradient_checkpointing)
 
-# the latent cache (VAE encode), not measured
-"$build/sdti" "${sdti_args[@]}" --max_train_steps 1 >"$work/cache.log" 2>&1 ||
-  { cat "$work/cache.log" >&2; exit 1; }
+# the latent cache (VAE encode), not measured; kept for later runs
+if ! ls "$data"/1_mytok/*.npz >/dev/null 2>&1; then
+  "$build/sdti" "${sdti_args[@]}" --max_train_steps 1 >"$work/cache.log" 2>&1 ||
+    { cat "$work/cache.log" >&2; exit 1; }
+fi
 
 # sdti prints "steps k/N ... s/it" after step 1 and at the end (non-terminal stderr); the
 # seconds of steps 2..N are N * (s/it at N) - 1 * (s/it at 1).
@@ -65,7 +72,7 @@ sdti_args=(train --pretrained_model_name_or_path "$model" --train_data_dir "$wor
   --max_train_steps "$steps" >"$work/sdti.log" 2>&1 || { cat "$work/sdti.log" >&2; exit 1; }
 read -r s_step s_first < <(awk -v n="$steps" '
   /^steps [0-9]+\// { split($2, a, "/"); for (i = 1; i <= NF; i++) if ($(i + 1) == "s/it") s[a[1]] = $i }
-  END { printf "%.3f %.3f\n", n > 1 ? (n * s[n] - s[1]) / (n - 1) : s[1], s[1] }' "$work/sdti.log")
+  END { printf "%.3f %.3f\n", (n > 1 ? (n * s[n] - s[1]) / (n - 1) : s[1]), s[1] }' "$work/sdti.log")
 s_rss=$(awk '/^rss/ {print $2}' "$work/sdti.time")
 
 torch_run() { # precision -> "<step seconds> <first step seconds> <rss KiB>"
