@@ -182,7 +182,7 @@ static void test_refusals(const char *tmp) {
         const char *extra, *needle;
     } cases[] = {
         {"", "occurs in no caption"},
-        {"--sample_every_n_steps 1", "--sample_every_n_steps is not supported yet"},
+        {"--sample_every_n_steps 1", "need --sample_prompts"},
         {"--vae other.safetensors", "--vae other.safetensors: no such file or folder"},
         {"--no_such_option 1", "no_such_option"},
     };

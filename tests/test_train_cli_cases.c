@@ -253,7 +253,7 @@ static const BadCase bad_cases[] = {
     {NULL, RUN "--train_data_dir '@D' --resolution 64 --mixed_precision fp8",
      "--mixed_precision|fp8"},
     {NULL, RUN "--train_data_dir '@D' --resolution 64 --sample_every_n_steps 1",
-     "--sample_every_n_steps|not supported yet"},
+     "--sample_every_n_steps|need --sample_prompts"},
     {NULL, RUN "--train_data_dir '@D' --resolution 64 --optimizer_type Prodigy",
      "Prodigy|not supported yet"},
     {NULL, RUN "--train_data_dir '@D' --resolution 64 --cache_latents --color_aug", "color_aug"},

@@ -223,7 +223,6 @@ static void test_bad_values(void) {
         {{"--use_8bit_adam", "--optimizer_type", "Lion"}, 3, "--use_8bit_adam and"},
         {{"--optimizer_type", "Prodigy"}, 2, "--optimizer_type Prodigy is not supported yet"},
         {{"--log_with", "wandb"}, 2, "--log_with wandb is not supported yet"},
-        {{"--sample_prompts", "p.txt"}, 2, "--sample_prompts is not supported yet"},
         {{"--adaptive_noise_scale", "0.1"}, 2, "adaptive_noise_scale requires noise_offset"},
         {{"--scale_v_pred_loss_like_noise_pred"}, 1, "only with v_parameterization"},
         {{"--v_pred_like_loss", "0.2", "--v_parameterization"}, 3, "cannot be enabled with"},

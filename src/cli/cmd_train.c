@@ -26,9 +26,6 @@ static LogLevel log_level_of(const char *name) {
  * refused by name, never ignored. */
 static const char *const not_run_yet[] = {
     "log_config",
-    "sample_every_n_steps",
-    "sample_every_n_epochs",
-    "sample_at_first",
     NULL,
 };
 

@@ -341,7 +341,7 @@ const TrainOptionDef train_option_defs[] = {
      offsetof(TrainOptions, has_sample_every_n_epochs), NULL, NULL, TRAIN_OPT_SUPPORTED,
      "sample images every N epochs (overrides steps) (default none)"},
     {"sample_prompts", OPT_STRING, offsetof(TrainOptions, sample_prompts), TRAIN_OPTION_NO_HAS,
-     NULL, NULL, TRAIN_OPT_NOT_YET, "prompt file for sample images (default none)"},
+     NULL, NULL, TRAIN_OPT_SUPPORTED, "prompt file for sample images (default none)"},
     {"sample_sampler", OPT_STRING, offsetof(TrainOptions, sample_sampler), TRAIN_OPTION_NO_HAS,
      "ddim", choices_sample_sampler, TRAIN_OPT_SUPPORTED,
      "sampler for sample images (default ddim)"},

@@ -17,6 +17,7 @@
 #include "train/trainer_internal.h"
 #include "train/trainer_log.h"
 #include "train/trainer_replay.h"
+#include "train/trainer_sample.h"
 
 static int check_required(const TrainOptions *o, Error *err) {
     if (o->metadata_thumbnail && strncmp(o->metadata_thumbnail, "data:", 5) != 0)
@@ -262,6 +263,7 @@ static void trainer_free(Trainer *t) {
         model_files_close(&t->mf);
     nn_context_free(t->ctx);
     trainer_replay_free(t);
+    trainer_sample_free(t);
 }
 
 /* An optimizer step: kohya's clip_grad_norm_ over the whole embedding matrix (every row used
@@ -353,6 +355,8 @@ static int train_loop(Trainer *t, Error *err) {
     TrainLog *log = NULL;          /* rank 0's; the others log nothing (NULL) */
     if (rc == 0)
         rc = dist_any_error(dist_rank() == 0 ? trainer_log_open(t, &log, err) : 0, err);
+    if (rc == 0) /* --sample_at_first: kohya's call with epoch 0 before the loop (rank 0) */
+        rc = dist_any_error(trainer_sample_images(t, 0, err), err);
     for (t->epoch = first_epoch; t->epoch < t->epochs && rc == 0; t->epoch++) {
         end_epoch = t->epoch;
         end_pos = start;
@@ -399,7 +403,8 @@ static int train_loop(Trainer *t, Error *err) {
             if (rc != 0)
                 break;
             progress_update(&p, t, false);
-            if (o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
+            rc = trainer_sample_images(t, -1, err); /* kohya samples before it saves */
+            if (rc == 0 && o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
                 t->global_step % o->save_every_n_steps == 0 && dist_rank() == 0) {
                 rc = trainer_save_step(t, err); /* only rank 0 writes */
                 if (rc == 0 && save_state)
@@ -413,8 +418,11 @@ static int train_loop(Trainer *t, Error *err) {
         }
         if (rc == 0) /* kohya: loss_total / len(train_dataloader), the last epoch's too */
             rc = dist_any_error(trainer_log_epoch(log, t, p.loss_sum / (double)total, err), err);
-        if (rc == 0 && t->global_step >= t->max_train_steps)
+        if (rc == 0 && t->global_step >= t->max_train_steps) {
+            /* kohya's last epoch ends with its sample too (no epoch save there) */
+            rc = dist_any_error(trainer_sample_images(t, t->epoch + 1, err), err);
             break;
+        }
         end_epoch = t->epoch + 1;
         end_pos = 0;
         if (rc == 0 && save_epochs > 0 && (t->epoch + 1) % save_epochs == 0 &&
@@ -426,6 +434,8 @@ static int train_loop(Trainer *t, Error *err) {
             }
             rc = dist_any_error(rc, err);
         }
+        if (rc == 0)
+            rc = dist_any_error(trainer_sample_images(t, t->epoch + 1, err), err);
     }
     if (t->epoch >= t->epochs)
         t->epoch = t->epochs - 1;
@@ -510,7 +520,9 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
     t->o = o;
     t->lr = lr;
     t->output_name = o->output_name ? o->output_name : o->token_string;
-    int rc = nn_context_create(trainer_dist_threads(threads), &t->ctx, err);
+    /* a bad prompt file stops the run before anything is loaded */
+    int rc = trainer_sample_open(t, err);
+    rc = rc ? rc : nn_context_create(trainer_dist_threads(threads), &t->ctx, err);
     rc = rc ? rc : setup_model(t, err);
     rc = rc ? rc : setup_tokens(t, err);
     if (rc == 0) {

@@ -96,6 +96,7 @@ typedef struct Trainer {
     const char *output_name;
     char last_saved[4096];
     struct TrainerReplay *replay; /* --replay (trainer_replay.h), else NULL */
+    struct TrainerSample *sample; /* --sample_prompts (trainer_sample.h), else NULL */
 } Trainer;
 
 /* trainer_step.c */
