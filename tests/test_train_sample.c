@@ -4,7 +4,8 @@
  * (e000000), 2 and 4 with the prompts' sizes (floored to 8, at least 64); the fixed-seed
  * prompt's image at step 4 has the same pixels as `sdti generate` makes with the final
  * embedding file, prompt, seed, sampler and steps; the final embedding is byte-equal to a run
- * without samples (sampling draws from no training generator); a .toml prompt file works;
+ * without samples (sampling draws from no training generator), also when a run with samples is
+ * resumed from its step-2 state; a .toml prompt file works;
  * bad prompt files stop the run before training with a message naming the problem. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -138,6 +139,41 @@ int main(void) {
            "the embedding with samples differs from the one without");
     embedding_free(&ea);
     embedding_free(&eb);
+
+    /* a run with samples stopped at its step-2 state and resumed (sampling again) still
+     * trains the rows of the run without samples */
+    char stopped[1200];
+    snprintf(stopped, sizeof stopped, "%s/stopped", tmp);
+    snprintf(extra, sizeof extra,
+             "--sample_every_n_steps 2 --sample_prompts '%s' --save_every_n_steps 2 --save_state",
+             prompts);
+    log = NULL;
+    rc = train(stopped, extra, &log);
+    CHECKF(rc == 0, "sdti train with samples and states failed:\n%s", log ? log : "");
+    free(log);
+    snprintf(
+        extra, sizeof extra,
+        "--sample_every_n_steps 2 --sample_prompts '%s' --resume '%s/mychar-step00000002-state'",
+        prompts, stopped);
+    char resumed[1200];
+    snprintf(resumed, sizeof resumed, "%s/resumed", tmp);
+    log = NULL;
+    rc = train(resumed, extra, &log);
+    CHECKF(rc == 0, "resumed sdti train with samples failed:\n%s", log ? log : "");
+    free(log);
+    char pr[1300];
+    snprintf(pr, sizeof pr, "%s/mychar.safetensors", resumed);
+    embedding_init(&ea);
+    embedding_init(&eb);
+    CHECK_OK(embedding_load(pr, &ea, &lerr), &lerr);
+    CHECK_OK(embedding_load(pb, &eb, &lerr), &lerr);
+    CHECKF(ea.data && eb.data && ea.num_vectors == eb.num_vectors && ea.dim == eb.dim &&
+               memcmp(ea.data, eb.data, sizeof(float) * (size_t)ea.num_vectors * ea.dim) == 0,
+           "resumed with samples: the embedding differs from the run without samples");
+    embedding_free(&ea);
+    embedding_free(&eb);
+    snprintf(pr, sizeof pr, "%s/sample", resumed);
+    CHECKF(count_files(pr) == 2, "%s: %d files, expected 2 (step 4's)", pr, count_files(pr));
 
     /* kohya's names: step 0 is "e000000" (its sample_at_first call passes epoch 0), the
      * seed only for --d; sizes floored to 8, at least 64 */
