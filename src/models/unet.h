@@ -45,7 +45,7 @@ typedef enum UnetMode {
 } UnetMode;
 
 typedef struct UnetShape {
-    int batch, height, width; /* latent size; divisible by 2^(levels-1) */
+    int batch, height, width; /* latent size: any >= 1 (halved rounding up per level) */
     int tokens;               /* encoder_hidden_states length (77 per chunk) */
 } UnetShape;
 

@@ -106,14 +106,12 @@ static size_t plan_total(const Plan *p) {
 int unet_arena_create(const Unet *u, const UnetShape *shape, UnetMode mode, UnetArena **out,
                       Error *err) {
     *out = NULL;
-    int levels = u->cfg.num_levels, m = 1 << (levels - 1);
-    if (shape->batch < 1 || shape->tokens < 1 || shape->height < m || shape->width < m ||
-        shape->height % m || shape->width % m)
+    /* any size: levels round odd sizes up, upsamplers go back to the skips' sizes */
+    if (shape->batch < 1 || shape->tokens < 1 || shape->height < 1 || shape->width < 1)
         return error_set(err,
-                         "unet: latent %dx%d (batch %d, %d tokens): height and width must be "
-                         "positive multiples of %d (%d pixels) for %d levels",
-                         shape->height, shape->width, shape->batch, shape->tokens, m, 8 * m,
-                         levels);
+                         "unet: latent %dx%d (batch %d, %d tokens): batch, tokens, height and "
+                         "width must be positive",
+                         shape->height, shape->width, shape->batch, shape->tokens);
     Plan p = plan_of(u, shape, mode);
     size_t total = plan_total(&p);
     UnetArena *a = calloc(1, sizeof *a);

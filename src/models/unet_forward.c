@@ -57,8 +57,10 @@ static int block_forward(NnContext *ctx, const Unet *u, UnetArena *a, const Unet
         break;
     }
     case UB_UPSAMPLE: {
-        upsample_nearest2x_forward(s->batch * b->in_ch, h, w, x, a->scratch);
-        Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, 2 * h, 2 * w, 1);
+        /* to the skip's size: 2x, or less when a downsample rounded an odd size up */
+        int oh = unet_dim(s->height, b->out_scale), ow = unet_dim(s->width, b->out_scale);
+        upsample_nearest_size_forward(s->batch * b->in_ch, h, w, oh, ow, x, a->scratch);
+        Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, oh, ow, 1);
         rc = conv2d_forward(ctx, &cs, a->scratch, weight_ref_f32(&b->conv_w, a->wscratch),
                             weight_ref_f32(&b->conv_b, vec_slot(u, a, b, 0)), y, err);
         break;
@@ -103,11 +105,12 @@ static int block_backward(NnContext *ctx, const Unet *u, UnetArena *a, const Une
         break;
     }
     case UB_UPSAMPLE: {
-        Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, 2 * h, 2 * w, 1);
+        int oh = unet_dim(s->height, b->out_scale), ow = unet_dim(s->width, b->out_scale);
+        Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, oh, ow, 1);
         rc = conv2d_backward_input(ctx, &cs, dy, weight_ref_f32(&b->conv_w, a->wscratch),
                                    a->scratch, err);
         if (rc == 0)
-            upsample_nearest2x_backward_input(s->batch * b->in_ch, h, w, a->scratch, dx);
+            upsample_nearest_size_backward_input(s->batch * b->in_ch, h, w, oh, ow, a->scratch, dx);
         break;
     }
     case UB_OUT: {

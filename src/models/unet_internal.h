@@ -66,9 +66,11 @@ struct UnetArena {
     bool in_backward;
 };
 
-/* Spatial size of a block's input / output for this arena. */
+/* Spatial size of a block's input / output for this arena: ceil(latent / 2^scale), what
+ * diffusers' stride-2 pad-1 downsample convs give level after level (ceil of a ceil halving
+ * is the ceil of the quarter); the upsamplers then go back to the skip's size. */
 static inline int unet_dim(int latent, int scale) {
-    return latent >> scale;
+    return (latent + (1 << scale) - 1) >> scale;
 }
 
 size_t unet_block_tape_floats(const UnetBlock *b, const UnetShape *s);

@@ -1,5 +1,5 @@
-/* Nearest 2x upsampling and its input gradient; diffusers' sinusoidal timestep embedding
- * (see resample.h). */
+/* Nearest 2x upsampling, nearest upsampling to a given size, their input gradients; diffusers'
+ * sinusoidal timestep embedding (see resample.h). */
 #include "nn/resample.h"
 
 #include <math.h>
@@ -33,6 +33,60 @@ void upsample_nearest2x_backward_input(int planes, int h, int w, const float *dy
             const float *r1 = r0 + 2 * w;
             for (int j = 0; j < w; j++)
                 dxp[(size_t)i * w + j] = (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+        }
+    }
+}
+
+/* PyTorch's nearest source index for an output size (ATen's nearest_idx): exact copies and
+ * exact doublings by integer arithmetic, otherwise floor(dst * (float)in / out) in float32,
+ * clamped to the last input index. */
+static int nearest_source(int dst, int in, int out) {
+    if (out == in)
+        return dst;
+    if (out == 2 * in)
+        return dst >> 1;
+    float scale = (float)in / (float)out;
+    int src = (int)floorf((float)dst * scale);
+    return src < in - 1 ? src : in - 1;
+}
+
+void upsample_nearest_size_forward(int planes, int h, int w, int oh, int ow, const float *x,
+                                   float *y) {
+    if (oh == 2 * h && ow == 2 * w) {
+        upsample_nearest2x_forward(planes, h, w, x, y);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *xp = x + (size_t)p * h * w;
+        float *yp = y + (size_t)p * oh * ow;
+        for (int i = 0; i < oh; i++) {
+            const float *src = xp + (size_t)nearest_source(i, h, oh) * w;
+            float *row = yp + (size_t)i * ow;
+            for (int j = 0; j < ow; j++)
+                row[j] = src[nearest_source(j, w, ow)];
+        }
+    }
+}
+
+void upsample_nearest_size_backward_input(int planes, int h, int w, int oh, int ow, const float *dy,
+                                          float *dx) {
+    if (oh == 2 * h && ow == 2 * w) {
+        upsample_nearest2x_backward_input(planes, h, w, dy, dx);
+        return;
+    }
+    /* a scatter-add: each output pixel's gradient goes to its source pixel */
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *dyp = dy + (size_t)p * oh * ow;
+        float *dxp = dx + (size_t)p * h * w;
+        for (size_t k = 0; k < (size_t)h * w; k++)
+            dxp[k] = 0.0f;
+        for (int i = 0; i < oh; i++) {
+            float *dst = dxp + (size_t)nearest_source(i, h, oh) * w;
+            const float *row = dyp + (size_t)i * ow;
+            for (int j = 0; j < ow; j++)
+                dst[nearest_source(j, w, ow)] += row[j];
         }
     }
 }

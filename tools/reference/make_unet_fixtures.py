@@ -1,7 +1,9 @@
 """UNet reference fixtures: diffusers' UNet2DConditionModel on the tiny SD1/SD2 pipelines.
 
 For each model (tests/fixtures/models/{sd1,sd2}-tiny/diffusers/unet) and each latent size
-(8x8 and the non-square 8x12; three levels, so sizes divisible by 4), batch 2, writes
+(8x8 and the non-square 8x12, which halve evenly at the three levels; and 7x9, 5x6 and 1x3, which
+do not: the downsample convs round up and diffusers passes each skip's size to the upsamplers,
+which then interpolate to that size), batch 2, writes
 tests/fixtures/unet/<model>-<h>x<w>.safetensors with
   inputs:  sample [2,4,h,w], timestep [2] int64, encoder_hidden_states [2,77,D],
            grad_output [2,4,h,w]
@@ -21,7 +23,7 @@ from safetensors.torch import save_file
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "tests", "fixtures", "models")
 OUT = os.path.join(ROOT, "tests", "fixtures", "unet")
-SIZES = [(8, 8), (8, 12)]
+SIZES = [(8, 8), (8, 12), (7, 9), (5, 6), (1, 3)]
 TOKENS = 77
 
 
