@@ -1,7 +1,8 @@
 // labels: unit golden
 /* The VAE (AutoencoderKL) against diffusers on both tiny pipelines: encode (mean, clamped
- * logvar, sampled latents for a given noise), decode of fixed latents, batch 2, a square and a
- * non-square size (fixtures: tools/reference/make_vae_fixtures.py). Error measure everywhere:
+ * logvar, sampled latents for a given noise), decode of fixed latents, batch 2, a square, a
+ * non-square size, and 10x14 with odd 5x7 latents (fixtures:
+ * tools/reference/make_vae_fixtures.py). Error measure everywhere:
  * max|ours - ref| / max|ref|; fp32 within 1e-4, fp16 / bf16 weight storage within 1e-2, bf16
  * convolutions within 2e-2 (PyTorch's own bf16 is 1e-2 .. 1.8e-2 off here). Also
  * the workspace contract (a caller's buffer of exactly the stated size) and the errors for a
@@ -19,7 +20,7 @@
 #include "test_util.h"
 
 static const char *const MODELS[] = {"sd1-tiny", "sd2-tiny"};
-static const int SIZES[][2] = {{32, 32}, {32, 48}};
+static const int SIZES[][2] = {{32, 32}, {32, 48}, {10, 14}};
 
 static double rel_error(const float *got, const float *ref, size_t n) {
     double diff = 0, mag = 0;
@@ -134,7 +135,7 @@ static void check_model(NnContext *ctx, const char *model) {
             CHECKF(0, "%s %s: %s", model, labels[s], err.message);
             continue;
         }
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             check_size(ctx, &vae, model, SIZES[i][0], SIZES[i][1], tolerances[s], labels[s]);
         vae_free(&vae);
     }

@@ -4,7 +4,8 @@ Run with the reference venv (offline):
     build/refvenv/bin/python tools/reference/make_vae_fixtures.py
 
 For each tiny pipeline (tests/fixtures/models/{sd1-tiny,sd2-tiny}/diffusers, diffusers'
-AutoencoderKL) and each image size (one square, one non-square), batch 2, one file
+AutoencoderKL) and each image size (one square, one non-square, and 10x14 whose 5x7 latents
+are odd, as SD's 520x712 images give 65x89 latents), batch 2, one file
 <model>-<H>x<W>.safetensors with
   image      [2, 3, H, W]  uniform in [-1, 1]               (vae-encode input)
   mean       [2, 4, h, w]  latent_dist.mean                  (vae-encode output)
@@ -33,7 +34,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 MODELS = os.path.join(ROOT, "tests", "fixtures", "models")
 OUT = os.path.join(ROOT, "tests", "fixtures", "vae")
 
-SIZES = [(32, 32), (32, 48)]
+SIZES = [(32, 32), (32, 48), (10, 14)]
 BATCH = 2
 
 
