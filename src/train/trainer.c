@@ -551,8 +551,17 @@ int trainer_run(const TrainOptions *o, const LrSchedulerSettings *lr, int thread
         rc = trainer_replay_open(t, err);
     if (!stopped)
         rc = dist_any_error(rc, err);
-    if (rc == 0 && (o->cache_latents || o->cache_latents_to_disk))
+    if (rc == 0 && (o->cache_latents || o->cache_latents_to_disk)) {
         rc = trainer_dist_cache_latents(t, err);
+        if (rc == 0 && t->vae_loaded) {
+            /* every latent is cached: the encoder is never run again, so its weights go
+             * (160 MiB in bf16 at SD1.5); the config stays for the latent sizes */
+            VaeConfig cfg = t->vae.cfg;
+            vae_free(&t->vae);
+            t->vae.cfg = cfg;
+            t->vae_loaded = false;
+        }
+    }
     rc = rc ? rc : train_loop(t, err);
     if (rc == 0 && t->replay && dist_rank() == 0)
         rc = trainer_replay_write(t, err);
