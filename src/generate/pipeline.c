@@ -229,16 +229,13 @@ static int decode(GenModel *m, const GenBatchParams *p, int n, const float *x, u
 int gen_pipeline_run(GenModel *m, const GenBatchParams *p, const GenImageSpec *items, int n,
                      float *final_latents, uint8_t *rgb, GenProgressFn progress, void *user,
                      Error *err) {
-    int f = m->vae_factor, levels = m->mf.config.unet.num_levels;
-    int multiple = f * (1 << (levels - 1));
-    if (p->width <= 0 || p->height <= 0 || p->width % 8 != 0 || p->height % 8 != 0)
+    /* multiples of 8, as kohya and diffusers; the UNet takes any latent size (odd ones round
+     * up level by level and its upsamplers go back to the skips' sizes) */
+    int f = m->vae_factor;
+    if (p->width <= 0 || p->height <= 0 || p->width % 8 != 0 || p->height % 8 != 0 ||
+        p->width % f != 0 || p->height % f != 0)
         return error_set(err, "image size %dx%d: width and height must be positive multiples of 8",
                          p->width, p->height);
-    if (p->width % multiple != 0 || p->height % multiple != 0)
-        return error_set(err,
-                         "image size %dx%d: this model needs multiples of %d (its UNet halves "
-                         "the %dx smaller latents %d times); sdti does not pad odd sizes yet",
-                         p->width, p->height, multiple, f, levels - 1);
     if (p->steps < 1)
         return error_set(err, "steps %d: give at least 1 sampling step", p->steps);
     bool cfg_on = p->scale > 1.0;
