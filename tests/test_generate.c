@@ -46,7 +46,7 @@ static void check_text(GenModel *m, const char *model) {
     const char *weighted = tensor_set_get_meta(&expected, "weighted_prompt");
     char key[128];
     for (int which = 0; which < 2; which++) {
-        TextConditioner tc = {&m->clip, m->tok, &m->embeddings, 0, which == 0 ? 1 : 2};
+        TextConditioner tc = {&m->clip, m->tok, &m->embeddings, 0, which == 0 ? 1 : 2, false};
         const char *texts[1] = {which == 0 ? prompt : weighted};
         int k = 0;
         float *hidden = NULL;
@@ -97,7 +97,7 @@ static void check_model(const char *model, cJSON *cases) {
         int h = cJSON_GetObjectItem(c, "height")->valueint;
         SamplerKind kind;
         CHECK_OK(sampler_kind_from_name(sampler, &kind, &err), &err);
-        GenBatchParams p = {w, h, steps, scale, false, 0.0, kind, 0, 1};
+        GenBatchParams p = {w, h, steps, scale, false, 0.0, kind, 0, 1, false};
         /* one image, or a batch with its own prompts, negatives and seeds */
         GenImageSpec items[2] = {{prompt, negative, 0}, {prompt, negative, 0}};
         cJSON *seeds = cJSON_GetObjectItem(c, "seeds");

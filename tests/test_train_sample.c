@@ -3,7 +3,8 @@
  * --sample_at_first): a 4-step run on the tiny SD1 model writes kohya's file names at steps 0
  * (e000000), 2 and 4 with the prompts' sizes (floored to 8, at least 64); the fixed-seed
  * prompt's image at step 4 has the same pixels as `sdti generate` makes with the final
- * embedding file, prompt, seed, sampler and steps; the final embedding is byte-equal to a run
+ * embedding file, prompt, seed, sampler (euler, where kohya's training samples and
+ * gen_img_diffusers agree) and steps; the final embedding is byte-equal to a run
  * without samples (sampling draws from no training generator), also when a run with samples is
  * resumed from its step-2 state; a .toml prompt file works;
  * bad prompt files stop the run before training with a message naming the problem. */
@@ -108,7 +109,7 @@ int main(void) {
     char prompts[1200], with[1200], without[1200], extra[4096];
     snprintf(prompts, sizeof prompts, "%s/prompts.txt", tmp);
     write_text(prompts, "# sample prompts\n"
-                        "a photo of mychar --w 64 --h 72 --d 7 --s 3\n"
+                        "a photo of mychar --w 64 --h 72 --d 7 --s 3 --ss euler\n"
                         "\n"
                         "a dog --n blurry --w 40 --h 70 --s 2 --l 5.5 --ss euler_a\n");
     snprintf(with, sizeof with, "%s/with", tmp);
@@ -199,12 +200,14 @@ int main(void) {
             check_size(path, 64, 64);
     }
 
-    /* step 4's fixed-seed image is what sdti generate makes with the final embedding */
+    /* step 4's fixed-seed image is what sdti generate makes with the final embedding (euler on
+     * SD1: kohya's training samples and gen_img_diffusers agree there; ddim, pndm, heun and
+     * the ancestral samplers differ, see test_train_sample_kohya) */
     char cmd[8192];
     const char *bin = getenv("SDTI_BIN");
     snprintf(cmd, sizeof cmd,
              "%s generate --ckpt %s/%s --prompt 'a photo of mychar --w 64 --h 72 --d 7 --s 3' "
-             "--sampler ddim --sequential_file_name --outdir '%s/gen' "
+             "--sampler euler --sequential_file_name --outdir '%s/gen' "
              "--textual_inversion_embeddings '%s'",
              bin ? bin : "sdti", SDTI_FIXTURES, TRAIN_SUPPORT_MODEL, tmp, pa);
     log = NULL;

@@ -314,8 +314,8 @@ static int process_batch(RunState *st, Error *err) {
     const BatchExt *e = &st->ext;
     const GenerateJob *job = st->job;
     GenBatchParams p = {
-        e->width,          e->height,    e->steps,       e->scale,          e->has_negative_scale,
-        e->negative_scale, job->sampler, job->clip_skip, job->max_multiples};
+        e->width,          e->height,    e->steps,       e->scale,           e->has_negative_scale,
+        e->negative_scale, job->sampler, job->clip_skip, job->max_multiples, false};
     GenImageSpec *items = calloc((size_t)n, sizeof *items);
     size_t per_rgb = (size_t)e->width * (size_t)e->height * 3;
     uint8_t *rgb = malloc((size_t)n * per_rgb);

@@ -128,8 +128,12 @@ static int encode_text(GenModel *m, const GenBatchParams *p, const GenImageSpec 
         if (halves == 3)
             texts[2 * n + i] = "";
     }
-    TextConditioner tc = {&m->clip, m->tok, &m->embeddings, p->clip_skip,
-                          p->max_multiples < 1 ? 1 : p->max_multiples};
+    TextConditioner tc = {&m->clip,
+                          m->tok,
+                          &m->embeddings,
+                          p->clip_skip,
+                          p->max_multiples < 1 ? 1 : p->max_multiples,
+                          p->kohya_training_sample};
     int rc = text_condition_encode(m->ctx, &tc, texts, halves * n, k, hidden, err);
     free(texts);
     return rc;
@@ -138,7 +142,8 @@ static int encode_text(GenModel *m, const GenBatchParams *p, const GenImageSpec 
 /* Start latents as kohya draws them, one image at a time from the global generator. */
 static void draw_start(GenModel *m, const GenBatchParams *p, const GenImageSpec *items, int n,
                        size_t per_image, float *x, float *scratch) {
-    int extra = p->steps * sampler_kohya_noises_per_step(p->sampler);
+    /* kohya's training pipeline draws only the start latents */
+    int extra = p->kohya_training_sample ? 0 : p->steps * sampler_kohya_noises_per_step(p->sampler);
     for (int i = 0; i < n; i++) {
         torch_rng_seed(&m->rng, (uint64_t)items[i].seed);
         torch_randn(&m->rng, x + (size_t)i * per_image, per_image);
@@ -245,7 +250,10 @@ int gen_pipeline_run(GenModel *m, const GenBatchParams *p, const GenImageSpec *i
     int lh = p->height / f, lw = p->width / f;
     size_t per_image = (size_t)m->latent_channels * lh * lw, count = per_image * (size_t)n;
     SamplerConfig sc;
-    sampler_config_kohya(&sc, p->sampler, p->steps, m->v_prediction);
+    if (p->kohya_training_sample)
+        sampler_config_kohya_training(&sc, p->sampler, p->steps, m->v_prediction);
+    else
+        sampler_config_kohya(&sc, p->sampler, p->steps, m->v_prediction);
     Sampler *s = NULL;
     float *hidden = NULL;
     int k = 1;

@@ -82,6 +82,11 @@ typedef struct GenBatchParams {
     SamplerKind sampler;
     int clip_skip;     /* 0: None */
     int max_multiples; /* 1 when unset */
+    /* kohya's training samples (train_util.sample_images with its long-prompt pipeline)
+     * instead of gen_img_diffusers.py: the scheduler of sampler_config_kohya_training, no
+     * unused pre-drawn noises (the ancestral noise follows the start latents directly), and
+     * token rows padded with EOS (SD2 too, whose tokenizer pads with "!" elsewhere). */
+    bool kohya_training_sample;
 } GenBatchParams;
 
 /* Called after each model call: call index (0-based), calls in all, seconds of that call. */

@@ -111,7 +111,7 @@ int text_condition_encode(NnContext *ctx, const TextConditioner *tc, const char 
             memcpy(row + 1, pt[i].ids, (size_t)pt[i].count * sizeof *row);
         row[pt[i].count + 1] = eos;
         for (int j = pt[i].count + 2; j < row_len; j++)
-            row[j] = pad;
+            row[j] = tc->pad_with_eos ? eos : pad;
         text_condition_chunk_ids(row, k, eos, pad, chunk_ids);
         for (int j = 0; j < positions; j++)
             ids[(size_t)i * positions + j] = chunk_ids[j];

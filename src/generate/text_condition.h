@@ -16,6 +16,8 @@
 #ifndef SDTI_GENERATE_TEXT_CONDITION_H
 #define SDTI_GENERATE_TEXT_CONDITION_H
 
+#include <stdbool.h>
+
 #include "base/error.h"
 #include "generate/prompt_embeddings.h"
 #include "models/clip_text.h"
@@ -28,6 +30,9 @@ typedef struct TextConditioner {
     PromptEmbeddings *embeddings; /* their rows serve the ids past the vocabulary */
     int clip_skip;                /* 0: None */
     int max_multiples;            /* --max_embeddings_multiples (1 when unset) */
+    bool pad_with_eos; /* kohya's training-sample pipeline (lpw_stable_diffusion.py) fills the
+                        * row after the prompt with EOS, not the tokenizer's pad id; the chunk
+                        * fix-ups of step 3 still compare with the pad id */
 } TextConditioner;
 
 /* Encodes prompts[n] as one kohya call: *k gets the chunk count, *hidden is malloc'd

@@ -101,6 +101,15 @@ void sampler_config_kohya(SamplerConfig *cfg, SamplerKind kind, int num_inferenc
     cfg->steps_offset = 1;
 }
 
+void sampler_config_kohya_training(SamplerConfig *cfg, SamplerKind kind, int num_inference_steps,
+                                   bool v_prediction) {
+    sampler_config_kohya(cfg, kind, num_inference_steps, v_prediction);
+    cfg->steps_offset = 0; /* the classes' default */
+    /* DDIMScheduler's default True; HeunDiscreteScheduler's default False, which kohya's
+     * `scheduler.config.clip_sample = True` turns on (range 1.0 for both) */
+    cfg->clip_sample = kind == SAMPLER_DDIM || kind == SAMPLER_HEUN;
+}
+
 /* ---- schedule helpers ---------------------------------------------------------------- */
 
 void sampler_torch_linspace_f32(double start_d, double end_d, int steps, float *out) {

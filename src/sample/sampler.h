@@ -83,11 +83,19 @@ typedef struct SamplerConfig {
     double beta_start;       /* 0.00085 */
     double beta_end;         /* 0.012 (scaled_linear: linspace of the square roots, squared) */
     int steps_offset;        /* 1 (kohya sets it; dpmsingle has none and ignores it) */
+    bool clip_sample;        /* ddim, heun: clamp the predicted x0 to [-1, 1] (others ignore it) */
 } SamplerConfig;
 
 /* kohya's settings for `kind` and `steps`: 1000 / 0.00085 / 0.012 / steps_offset 1. */
 void sampler_config_kohya(SamplerConfig *cfg, SamplerKind kind, int num_inference_steps,
                           bool v_prediction);
+/* The scheduler kohya's training samples use (train_util.get_my_scheduler, assigned after the
+ * pipeline is built, so no pipeline fixes it up): the same betas, every other setting the
+ * diffusers class default: steps_offset 0 (ddim and pndm's "leading" timesteps, e.g. 666, 333,
+ * 0 for 3 steps); clip_sample True for ddim (its default) and heun (kohya sets it where the config
+ * has it False). */
+void sampler_config_kohya_training(SamplerConfig *cfg, SamplerKind kind, int num_inference_steps,
+                                   bool v_prediction);
 
 typedef struct Sampler Sampler;
 

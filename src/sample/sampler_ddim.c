@@ -104,6 +104,8 @@ void sampler_step_ddim(Sampler *s, int i, const float *mo, float *x) {
             x0 = (x[k] - sqrt_b_t * mo[k]) / sqrt_a_t;
             eps = mo[k];
         }
+        if (s->cfg.clip_sample) /* x0.clamp(-1, 1); eps stays the unclipped one */
+            x0 = x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
         float direction = dir_coeff * eps;
         x[k] = sqrt_a_prev * x0 + direction;
     }

@@ -280,6 +280,14 @@ void sampler_step_euler(Sampler *s, int i, const float *mo, float *x, const floa
     }
 }
 
+/* HeunDiscreteScheduler's clip_sample (default False; kohya's training samples set it True):
+ * pred_original_sample.clamp(-1, 1). */
+static float clip_x0(const Sampler *s, float x0) {
+    if (!s->cfg.clip_sample)
+        return x0;
+    return x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
+}
+
 /* Heun: buffer 0 prev_derivative, buffer 1 the sample of the first-order half; have[0] is
  * diffusers' "dt is not None" (second-order state). */
 void sampler_step_heun(Sampler *s, int i, const float *mo, float *x) {
@@ -300,7 +308,8 @@ void sampler_step_heun(Sampler *s, int i, const float *mo, float *x) {
         float dt = sigma_next - sigma;
         s->stored_dt = dt;
         for (size_t k = 0; k < n; k++) {
-            float x0 = pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]);
+            float x0 =
+                clip_x0(s, pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]));
             float derivative = (x[k] - x0) / sigma;
             prev_d[k] = derivative;
             first_sample[k] = x[k];
@@ -310,7 +319,8 @@ void sampler_step_heun(Sampler *s, int i, const float *mo, float *x) {
     } else {
         float dt = s->stored_dt;
         for (size_t k = 0; k < n; k++) {
-            float x0 = pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]);
+            float x0 =
+                clip_x0(s, pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]));
             float derivative = (x[k] - x0) / sigma_next;
             derivative = (prev_d[k] + derivative) / 2.0f;
             x[k] = first_sample[k] + derivative * dt;

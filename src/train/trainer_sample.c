@@ -113,6 +113,7 @@ static int sample_one(Trainer *t, GenModel *m, const SamplePrompt *p, int index,
     bp.sampler = p->has_sampler ? p->sampler : s->default_sampler;
     bp.clip_skip = t->o->has_clip_skip ? (int)t->o->clip_skip : 0;
     bp.max_multiples = 3; /* kohya's long-prompt pipeline default (max_embeddings_multiples) */
+    bp.kohya_training_sample = true; /* the scheduler, noises and padding of kohya's samples */
     int64_t seed = p->has_seed ? p->seed : random_seed();
     GenImageSpec spec = {p->prompt, p->negative_prompt ? p->negative_prompt : "", seed};
     log_info("sample %d: \"%s\"%s%s%s, %dx%d, %d steps, scale %g, %s, seed %lld%s", index,
