@@ -20,26 +20,6 @@
 
 static TensorSet expected;
 
-/* Fraction of bytes differing by more than one grey level. */
-static double png_mismatch(const uint8_t *ours, const char *ref_path, int w, int h) {
-    Image ref = {0};
-    Error err = {{0}};
-    ImageLoadOptions lo = {0};
-    if (image_load_file(ref_path, &lo, &ref, &err) != 0) {
-        CHECKF(false, "%s", err.message);
-        return 1.0;
-    }
-    if (ref.width != w || ref.height != h || ref.channels != 3) {
-        image_free(&ref);
-        return 1.0;
-    }
-    size_t n = (size_t)w * h * 3, bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += abs((int)ours[i] - (int)ref.pixels[i]) > 1;
-    image_free(&ref);
-    return (double)bad / (double)n;
-}
-
 static void check_text(GenModel *m, const char *model) {
     Error err = {{0}};
     const char *prompt = tensor_set_get_meta(&expected, "prompt");
@@ -127,9 +107,10 @@ static void check_model(const char *model, cJSON *cases) {
             float *ref = test_load_f32(&expected, key, &nr);
             double e = ref && nr == nl ? test_max_rel_err(lat, ref, nr) : 1e9;
             double bad = 0;
+            int worst = 0;
             if (!seeds) {
                 snprintf(png, sizeof png, "%s/generate/%s.png", SDTI_FIXTURES, name);
-                bad = png_mismatch(rgb, png, w, h);
+                bad = test_png_mismatch(rgb, png, w, h, &worst);
             }
             printf("%-32s latents rel err %.2e, pixels off by >1: %.4f%%\n", name, e, 100 * bad);
             CHECKF(e <= 1e-4, "%s: latents rel err %.3e", name, e);
@@ -214,7 +195,8 @@ static void check_cli_run(cJSON *cases) {
     ImageLoadOptions lo = {0};
     CHECK_OK(image_load_file(path, &lo, &im, &err), &err);
     if (im.pixels) {
-        double bad = png_mismatch(im.pixels, ref, im.width, im.height);
+        int worst;
+        double bad = test_png_mismatch(im.pixels, ref, im.width, im.height, &worst);
         CHECKF(bad <= 1e-3, "CLI image: %.3f%% of the pixels off", 100 * bad);
         image_free(&im);
     }

@@ -45,26 +45,6 @@ static const char *assemble_model(void) {
     return symlink(src, dst) == 0 ? dir : NULL;
 }
 
-/* Fraction of bytes differing by more than one grey level. */
-static double png_mismatch(const uint8_t *ours, const char *ref_path, int w, int h) {
-    Image ref = {0};
-    Error err = {{0}};
-    ImageLoadOptions lo = {0};
-    if (image_load_file(ref_path, &lo, &ref, &err) != 0) {
-        CHECKF(false, "%s", err.message);
-        return 1.0;
-    }
-    double bad = 1.0;
-    if (ref.width == w && ref.height == h && ref.channels == 3) {
-        size_t n = (size_t)w * h * 3, off = 0;
-        for (size_t i = 0; i < n; i++)
-            off += abs((int)ours[i] - (int)ref.pixels[i]) > 1;
-        bad = (double)off / (double)n;
-    }
-    image_free(&ref);
-    return bad;
-}
-
 int main(void) {
     Error err = {{0}};
     TensorSet expected;
@@ -118,7 +98,8 @@ int main(void) {
             float *ref = test_load_f32(&expected, key, &nr);
             double e = ref && nr == nl ? test_max_rel_err(lat, ref, nr) : 1e9;
             snprintf(png, sizeof png, "%s/generate_sizes/%s.png", SDTI_FIXTURES, name);
-            double bad = png_mismatch(rgb, png, w, h);
+            int worst;
+            double bad = test_png_mismatch(rgb, png, w, h, &worst);
             printf("%-28s latents rel err %.2e, pixels off by >1: %.4f%%\n", name, e, 100 * bad);
             CHECKF(e <= 1e-4, "%s: latents rel err %.3e", name, e);
             CHECKF(bad <= 1e-3, "%s: %.3f%% of the pixels differ by more than one level", name,

@@ -21,28 +21,6 @@
 
 static TensorSet expected;
 
-/* Largest per-byte difference between ours and the reference PNG (256 on a size mismatch). */
-static int png_max_diff(const uint8_t *ours, const char *ref_path, int w, int h) {
-    Image ref = {0};
-    Error err = {{0}};
-    ImageLoadOptions lo = {0};
-    if (image_load_file(ref_path, &lo, &ref, &err) != 0) {
-        CHECKF(false, "%s", err.message);
-        return 256;
-    }
-    int worst = 0;
-    if (ref.width != w || ref.height != h || ref.channels != 3) {
-        worst = 256;
-    } else {
-        for (size_t i = 0; i < (size_t)w * h * 3; i++) {
-            int d = abs((int)ours[i] - (int)ref.pixels[i]);
-            worst = d > worst ? d : worst;
-        }
-    }
-    image_free(&ref);
-    return worst;
-}
-
 static void check_timesteps(const char *name, SamplerKind kind, int steps, bool v) {
     char key[160];
     snprintf(key, sizeof key, "%s/timesteps", name);
@@ -122,7 +100,8 @@ static void check_model(const char *model, cJSON *cases) {
             float *ref = test_load_f32(&expected, key, &nr);
             double e = ref && nr == nl ? test_max_rel_err(lat, ref, nr) : 1e9;
             snprintf(png, sizeof png, "%s/train_sample_kohya/%s.png", SDTI_FIXTURES, name);
-            int worst = png_max_diff(rgb, png, w, h);
+            int worst;
+            test_png_mismatch(rgb, png, w, h, &worst);
             printf("%-24s latents rel err %.2e, largest pixel difference %d\n", name, e, worst);
             CHECKF(e <= 1e-4, "%s: latents rel err %.3e", name, e);
             CHECKF(worst <= 1, "%s: a pixel differs by %d grey levels", name, worst);

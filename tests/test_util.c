@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
 
+#include "formats/image.h"
 #include "formats/tensor_set.h"
 
 #include <stdarg.h>
@@ -134,4 +135,30 @@ double test_max_rel_err(const float *ours, const float *ref, size_t n) {
             rmax = fabs((double)ref[i]);
     }
     return rmax > 0.0 ? dmax / rmax : dmax;
+}
+
+double test_png_mismatch(const unsigned char *ours, const char *ref_path, int w, int h,
+                         int *max_diff) {
+    Image ref = {0};
+    Error err = {{0}};
+    ImageLoadOptions lo = {0};
+    *max_diff = 256;
+    if (image_load_file(ref_path, &lo, &ref, &err) != 0) {
+        CHECKF(false, "%s", err.message);
+        return 1.0;
+    }
+    double bad = 1.0;
+    if (ref.width == w && ref.height == h && ref.channels == 3) {
+        size_t n = (size_t)w * h * 3, off = 0;
+        int worst = 0;
+        for (size_t i = 0; i < n; i++) {
+            int d = abs((int)ours[i] - (int)ref.pixels[i]);
+            off += d > 1;
+            worst = d > worst ? d : worst;
+        }
+        bad = (double)off / (double)n;
+        *max_diff = worst;
+    }
+    image_free(&ref);
+    return bad;
 }

@@ -29,6 +29,11 @@ float *test_load_f32(const struct TensorSet *set, const char *name, size_t *n);
 /* The tests' error measure against a reference: max|ours - ref| / max|ref| (plain max|d| when
  * the reference is all zeros); any NaN gives infinity, so it can never pass a tolerance. */
 double test_max_rel_err(const float *ours, const float *ref, size_t n);
+/* Our 8-bit RGB image [h, w, 3] against a reference PNG: the fraction of bytes that differ by
+ * more than one grey level (1.0 when the PNG is unreadable or of another size, which is also
+ * recorded as a failure when unreadable); *max_diff gets the largest difference (256 then). */
+double test_png_mismatch(const unsigned char *ours, const char *ref_path, int w, int h,
+                         int *max_diff);
 
 #define CHECK(cond)       test_check((cond), #cond, __FILE__, __LINE__)
 #define CHECKF(cond, ...) test_checkf((cond), __FILE__, __LINE__, __VA_ARGS__)
