@@ -563,30 +563,6 @@ static int run_prompts(RunState *st, char **prompts, int n_prompts, PyRandom *py
     return rc;
 }
 
-static int make_dirs(const char *path, Error *err) {
-    char *p = strdup(path);
-    if (!p)
-        return error_set(err, "out of memory");
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            free(p);
-            return error_set(err, "--outdir %s: cannot create: %s", path, strerror(e));
-        }
-        *s = '/';
-    }
-    int rc = 0;
-    if (mkdir(p, 0777) != 0 && errno != EEXIST)
-        rc = error_set(err, "--outdir %s: cannot create: %s", path, strerror(errno));
-    else if (!file_is_dir(p))
-        rc = error_set(err, "--outdir %s: exists and is not a folder", path);
-    free(p);
-    return rc;
-}
-
 int generate_run(GenModel *m, const GenerateJob *job, Error *err) {
     char **prompts = NULL;
     int n_prompts = 0;
@@ -621,7 +597,9 @@ int generate_run(GenModel *m, const GenerateJob *job, Error *err) {
     PyRandom py;
     /* Python's unseeded random: any seed will do */
     py_random_seed(&py, (int64_t)time(NULL) ^ (int64_t)getpid() << 16);
-    int rc = st.pending ? make_dirs(job->outdir, err) : error_set(err, "out of memory");
+    int rc = !st.pending                             ? error_set(err, "out of memory")
+             : file_make_dirs(job->outdir, err) != 0 ? error_prefix(err, "--outdir: ")
+                                                     : 0;
     if (rc == 0)
         rc = run_prompts(&st, prompts, n_prompts, &py, err);
     if (rc == 0) {

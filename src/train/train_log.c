@@ -62,29 +62,6 @@ int train_log_read_tracker_config(const char *path, TrainLogSettings *s, Error *
     return rc;
 }
 
-/* mkdir -p of every component of path (the last one too when `last`). */
-static int make_dirs(char *path, bool last, Error *err) {
-    size_t n = strlen(path);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && !(last && path[i] == '\0'))
-            continue;
-        char saved = path[i];
-        path[i] = '\0';
-        int rc = mkdir(path, 0777);
-        int e = errno;
-        bool dir = file_is_dir(path);
-        path[i] = saved;
-        if (rc != 0 && !(e == EEXIST && dir)) {
-            path[i] = '\0';
-            error_set(err, "--logging_dir: cannot create the folder %s: %s", path,
-                      e == EEXIST ? "a file has that name" : strerror(e));
-            path[i] = saved;
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* <logging_dir>/<prefix><YYYYmmddHHMMSS>, made new: "-1", "-2", ... when it exists. */
 static int make_run_dir(TrainLog *l, const TrainLogSettings *s, double wall_time, Error *err) {
     time_t t = (time_t)floor(wall_time);
@@ -98,8 +75,13 @@ static int make_run_dir(TrainLog *l, const TrainLogSettings *s, double wall_time
     if (!l->run_dir)
         return error_set(err, "out of memory");
     snprintf(l->run_dir, size, "%s/%s%s", s->logging_dir, prefix, stamp);
-    if (make_dirs(l->run_dir, false, err) != 0)
-        return -1;
+    /* the folders above the run folder (a --log_prefix may hold a '/' too) */
+    char *slash = strrchr(l->run_dir, '/');
+    *slash = '\0';
+    int rc = file_make_dirs(l->run_dir, err);
+    *slash = '/';
+    if (rc != 0)
+        return error_prefix(err, "--logging_dir: ");
     for (int n = 1; n <= 1000; n++) {
         if (mkdir(l->run_dir, 0777) == 0)
             return 0;
@@ -127,7 +109,7 @@ int train_log_open(TrainLog *l, const TrainLogSettings *s, double wall_time, Err
         error_set(err, "out of memory");
         goto fail;
     }
-    int rc = make_dirs(events_dir, true, err);
+    int rc = file_make_dirs(events_dir, err) != 0 ? error_prefix(err, "--logging_dir: ") : 0;
     rc = rc ? rc : tb_event_writer_open(&l->events, events_dir, s->filename_suffix, wall_time, err);
     free(events_dir);
     if (rc != 0)
