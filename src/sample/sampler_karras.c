@@ -330,6 +330,21 @@ void sampler_step_heun(Sampler *s, int i, const float *mo, float *x) {
 }
 
 /* KDPM2: buffer 0 the sample of the first-order half; have[0] = "self.sample is not None". */
+/* The first (Euler-to-midpoint) half of dpm_2 and dpm_2_a: the sample is kept for the second
+ * half, x moves to sigma_interpol. */
+static void dpm2_first_half(Sampler *s, const float *mo, float *x, float sigma,
+                            float sigma_interpol, float v_out, float v_skip) {
+    float *first_sample = s->buf[0];
+    float dt = sigma_interpol - sigma;
+    for (size_t k = 0; k < s->n; k++) {
+        float x0 = pred_x0(s->cfg.v_prediction, sigma, v_out, v_skip, x[k], mo[k]);
+        float derivative = (x[k] - x0) / sigma;
+        first_sample[k] = x[k];
+        x[k] = x[k] + derivative * dt;
+    }
+    s->have[0] = true;
+}
+
 void sampler_step_dpm2(Sampler *s, int i, const float *mo, float *x) {
     size_t n = s->n;
     float *first_sample = s->buf[0];
@@ -347,14 +362,7 @@ void sampler_step_dpm2(Sampler *s, int i, const float *mo, float *x) {
     float sigma_input = first_order ? sigma : sigma_interpol, v_out, v_skip;
     v_coeffs(sigma_input, &v_out, &v_skip);
     if (first_order) {
-        float dt = sigma_interpol - sigma;
-        for (size_t k = 0; k < n; k++) {
-            float x0 = pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]);
-            float derivative = (x[k] - x0) / sigma;
-            first_sample[k] = x[k];
-            x[k] = x[k] + derivative * dt;
-        }
-        s->have[0] = true;
+        dpm2_first_half(s, mo, x, sigma, sigma_interpol, v_out, v_skip);
     } else {
         float dt = sigma_next - sigma;
         for (size_t k = 0; k < n; k++) {
@@ -385,14 +393,7 @@ void sampler_step_dpm2a(Sampler *s, int i, const float *mo, float *x, const floa
     float sigma_input = first_order ? sigma : sigma_interpol, v_out, v_skip;
     v_coeffs(sigma_input, &v_out, &v_skip);
     if (first_order) {
-        float dt = sigma_interpol - sigma;
-        for (size_t k = 0; k < n; k++) {
-            float x0 = pred_x0(s->cfg.v_prediction, sigma_input, v_out, v_skip, x[k], mo[k]);
-            float derivative = (x[k] - x0) / sigma;
-            first_sample[k] = x[k];
-            x[k] = x[k] + derivative * dt;
-        }
-        s->have[0] = true;
+        dpm2_first_half(s, mo, x, sigma, sigma_interpol, v_out, v_skip);
     } else {
         float dt = sigma_down - sigma;
         for (size_t k = 0; k < n; k++) {
