@@ -6,7 +6,8 @@
  * embedding file, prompt, seed, sampler (euler, where kohya's training samples and
  * gen_img_diffusers agree) and steps; the final embedding is byte-equal to a run
  * without samples (sampling draws from no training generator), also when a run with samples is
- * resumed from its step-2 state; a .toml prompt file works;
+ * resumed from its step-2 state; a .toml prompt file works, and a .json one with the same
+ * prompts gives the same images;
  * bad prompt files stop the run before training with a message naming the problem. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -259,12 +260,50 @@ int main(void) {
     else
         CHECKF(false, "no mychar_e000001_01_<timestamp>_4.png in %s", sdir);
 
+    /* a .json prompt file with the same prompts (a line and an object) gives the .toml run's
+     * images, pixel for pixel */
+    char json[1200], jdir[1200], jsdir[1300], jpath[1600];
+    snprintf(json, sizeof json, "%s/prompts.json", tmp);
+    write_text(json,
+               "[\"mychar --w 64 --h 64 --s 2 --d 3\",\n"
+               " {\"prompt\": \"a cat\", \"width\": 64, \"height\": 80, \"sample_steps\": 2,\n"
+               "  \"seed\": 4, \"sample_sampler\": \"euler\", \"subset\": {}}]\n");
+    snprintf(jdir, sizeof jdir, "%s/json", tmp);
+    snprintf(extra, sizeof extra,
+             "--max_train_epochs 1 --sample_every_n_epochs 1 --sample_prompts '%s'", json);
+    log = NULL;
+    rc = train(jdir, extra, &log);
+    CHECKF(rc == 0, "sdti train with a .json prompt file failed:\n%s", log ? log : "");
+    free(log);
+    snprintf(jsdir, sizeof jsdir, "%s/sample", jdir);
+    CHECKF(count_files(jsdir) == 2, "%s: %d files, expected 2", jsdir, count_files(jsdir));
+    const char *json_names[][2] = {{"mychar_e000001_00_", "_3.png"},
+                                   {"mychar_e000001_01_", "_4.png"}};
+    for (int i = 0; i < 2; i++) {
+        bool ok = find_sample(sdir, json_names[i][0], json_names[i][1], path, sizeof path) &&
+                  find_sample(jsdir, json_names[i][0], json_names[i][1], jpath, sizeof jpath);
+        CHECKF(ok, "no %s<timestamp>%s in %s and %s", json_names[i][0], json_names[i][1], sdir,
+               jsdir);
+        Image it = {0}, ij = {0};
+        if (ok && image_load_file(path, &lo, &it, &err) == 0 &&
+            image_load_file(jpath, &lo, &ij, &err) == 0)
+            CHECKF(it.width == ij.width && it.height == ij.height &&
+                       memcmp(it.pixels, ij.pixels, (size_t)it.width * it.height * 3) == 0,
+                   "%s: the .json prompt's image differs from the .toml one's (%s)", jpath, path);
+        else if (ok)
+            CHECKF(false, "%s", err.message);
+        image_free(&it);
+        image_free(&ij);
+    }
+
     /* bad prompt files stop the run before training */
     bad_prompt_file("sampler.txt", "a cat\na dog --ss nosuch\n", "sampler.txt line 2");
     bad_prompt_file("scale.txt", "a cat --l 1.2.3\n", "--l 1.2.3 is not a number");
     bad_prompt_file("empty.txt", "# only a comment\n\n", "no prompts in it");
     bad_prompt_file("missing.txt", NULL, "cannot open it");
-    bad_prompt_file("prompts.json", "[\"a cat\"]", ".json prompt files are not supported");
+    bad_prompt_file("bad.json", "[\"a cat\",\n {\"width\": 64,}]", "bad.json:2:");
+    bad_prompt_file("width.json", "[{\"width\": \"64\"}]",
+                    "[0] key \"width\": expected an integer");
     bad_prompt_file("dup.toml",
                     "[prompt]\nwidth = 64\n[[prompt.subset]]\nprompt = \"a\"\nwidth = 8\n",
                     "also set in [prompt]");

@@ -6,7 +6,8 @@
  *   prompts: --sample_prompts, a .txt (one prompt a line, options " --w N --h N --d SEED
  *            --s STEPS --l SCALE --n NEGATIVE --ss SAMPLER") or a .toml ([prompt] defaults plus
  *            [[prompt.subset]] entries, kohya's keys prompt, negative_prompt, width, height,
- *            sample_steps, scale, seed, sample_sampler); checked before the model is loaded;
+ *            sample_steps, scale, seed, sample_sampler) or a .json (a list of such lines or
+ *            of objects with the .toml keys); checked before the model is loaded;
  *   images:  sdti generate's txt2img pipeline (src/generate/pipeline.h) with the text encoder
  *            holding the current trained rows: the token string's first token expands to all
  *            N tokens, which is what kohya's prompt_replacement ("tok" -> "tok tok1 ...") does;
@@ -44,8 +45,8 @@ typedef struct SamplePromptList {
     int count;
 } SamplePromptList;
 
-/* Reads a prompt file (.txt or .toml by its extension, as kohya decides). Errors name the
- * file, line and option. */
+/* Reads a prompt file (.txt, .toml or .json by its extension, as kohya decides). Errors name
+ * the file and the place (line, subset or list item, key) and the reason. */
 int sample_prompts_load(const char *path, SamplePromptList *out, Error *err);
 void sample_prompts_free(SamplePromptList *list);
 

@@ -1,9 +1,11 @@
 /* --sample_prompts files as kohya reads them (train_util.sample_images_common and
  * line_to_prompt_dict). See trainer_sample.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,7 +176,8 @@ static int valid_utf8(const unsigned char *s, size_t n, size_t *bad) {
     return 1;
 }
 
-static int load_txt(const char *path, SamplePromptList *out, Error *err) {
+/* The whole file as UTF-8 text (kohya opens it with encoding="utf-8"). */
+static int read_text(const char *path, char **out, size_t *size, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return error_set(err, "--sample_prompts %s: cannot open it: %s", path, strerror(errno));
@@ -203,6 +206,16 @@ static int load_txt(const char *path, SamplePromptList *out, Error *err) {
         free(text);
         return error_set(err, "--sample_prompts %s: not UTF-8 text (byte %zu)", path, bad);
     }
+    *out = text;
+    *size = n;
+    return 0;
+}
+
+static int load_txt(const char *path, SamplePromptList *out, Error *err) {
+    char *text = NULL;
+    size_t n = 0;
+    if (read_text(path, &text, &n, err) != 0)
+        return -1;
     /* readlines() in text mode: \n, \r\n and \r end a line */
     int rc = 0, line_no = 0;
     for (char *line = text; rc == 0 && *line;) {
@@ -347,6 +360,153 @@ static int load_toml(const char *path, SamplePromptList *out, Error *err) {
     return rc;
 }
 
+/* A JSON number that must be an integer (Python's json gives an int only for integer text;
+ * cJSON keeps one double, so an integral value is taken as such). */
+static int json_int(const cJSON *v, double lo, double hi, const char *where, const char *key,
+                    int64_t *out, Error *err) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return error_set(err, "%s key \"%s\": expected an integer", where, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return error_set(err, "%s key \"%s\": %.17g is out of range", where, key, v->valuedouble);
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static int json_text(const cJSON *v, const char *where, const char *key, char **out, Error *err) {
+    if (!cJSON_IsString(v))
+        return error_set(err, "%s key \"%s\": expected a string", where, key);
+    free(*out);
+    *out = strdup(v->valuestring);
+    return *out ? 0 : error_set(err, "out of memory");
+}
+
+/* One key of a .json prompt object, as kohya's sample_image_inference reads the dict with
+ * prompt_dict.get: a null seed, negative_prompt or controlnet_image is the key left out;
+ * other keys are ignored. */
+static int json_key(const cJSON *v, const char *where, SamplePrompt *p, Error *err) {
+    const char *k = v->string;
+    int64_t x = 0;
+    bool null = cJSON_IsNull(v);
+    if (strcmp(k, "prompt") == 0)
+        return json_text(v, where, k, &p->prompt, err);
+    if (strcmp(k, "negative_prompt") == 0) {
+        if (null) {
+            free(p->negative_prompt);
+            p->negative_prompt = NULL;
+            return 0;
+        }
+        return json_text(v, where, k, &p->negative_prompt, err);
+    }
+    int *field = strcmp(k, "width") == 0          ? &p->width
+                 : strcmp(k, "height") == 0       ? &p->height
+                 : strcmp(k, "sample_steps") == 0 ? &p->steps
+                                                  : NULL;
+    if (field) {
+        if (json_int(v, INT_MIN, INT_MAX, where, k, &x, err) != 0)
+            return -1;
+        *field = (int)x;
+        return 0;
+    }
+    if (strcmp(k, "seed") == 0) {
+        p->has_seed = !null;
+        if (null)
+            return 0;
+        if (json_int(v, 0, 9007199254740992.0, where, k, &x, err) != 0)
+            return -1; /* a seed is >= 0 (torch.manual_seed), and a double holds 2^53 */
+        p->seed = x;
+        return 0;
+    }
+    if (strcmp(k, "scale") == 0) {
+        if (!cJSON_IsNumber(v))
+            return error_set(err, "%s key \"scale\": expected a number", where);
+        p->scale = v->valuedouble;
+        return 0;
+    }
+    if (strcmp(k, "sample_sampler") == 0) {
+        if (!cJSON_IsString(v))
+            return error_set(err, "%s key \"sample_sampler\": expected a string", where);
+        return sampler_of(v->valuestring, where, p, err);
+    }
+    if (strcmp(k, "controlnet_image") == 0 && !null)
+        return error_set(err, "%s: a ControlNet image is not supported by sdti train", where);
+    return 0;
+}
+
+/* The 1-based line and column of byte `at` in text, as Python's json reports them. */
+static void text_place(const char *text, size_t at, int *line, int *column) {
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *column = 1;
+        } else {
+            ++*column;
+        }
+    }
+}
+
+/* kohya: prompts = json.load(f), a list whose items are prompt lines (line_to_prompt_dict, no
+ * stripping and no '#' comments) or objects with the .toml keys. */
+static int load_json(const char *path, SamplePromptList *out, Error *err) {
+    char *text = NULL;
+    size_t n = 0;
+    if (read_text(path, &text, &n, err) != 0)
+        return -1;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, true); /* read_text: no NUL inside */
+    if (!root) {
+        int line, column;
+        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        text_place(text, at, &line, &column);
+        free(text);
+        return error_set(err, "--sample_prompts %s:%d:%d: not valid JSON", path, line, column);
+    }
+    free(text);
+    int rc = 0;
+    if (!cJSON_IsArray(root))
+        rc = error_set(err,
+                       "--sample_prompts %s: expected a JSON list of prompts (strings or "
+                       "objects with \"prompt\", \"width\", ... keys)",
+                       path);
+    int index = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        if (rc != 0)
+            break;
+        char where[4200];
+        snprintf(where, sizeof where, "--sample_prompts %s [%d]", path, index++);
+        SamplePrompt p;
+        if (cJSON_IsString(item)) {
+            rc = parse_line(item->valuestring, where, &p, err);
+        } else if (cJSON_IsObject(item)) {
+            prompt_defaults(&p);
+            const cJSON *v;
+            cJSON_ArrayForEach(v, item) {
+                if (rc == 0)
+                    rc = json_key(v, where, &p, err);
+            }
+            if (rc == 0)
+                rc = check_values(&p, where, err);
+            if (rc == 0 && !p.prompt)
+                p.prompt = strdup(""); /* kohya: prompt_dict.get("prompt", "") */
+            if (rc == 0 && !p.prompt)
+                rc = error_set(err, "out of memory");
+        } else {
+            prompt_defaults(&p);
+            rc = error_set(err, "%s: expected a prompt string or an object", where);
+        }
+        if (rc == 0)
+            rc = list_push(out, &p, err);
+        if (rc != 0) {
+            free(p.prompt);
+            free(p.negative_prompt);
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
@@ -361,14 +521,11 @@ int sample_prompts_load(const char *path, SamplePromptList *out, Error *err) {
     else if (ends_with(path, ".toml"))
         rc = load_toml(path, out, err);
     else if (ends_with(path, ".json"))
-        rc = error_set(err,
-                       "--sample_prompts %s: .json prompt files are not supported by sdti "
-                       "train yet; write the prompts as a .txt (one a line) or a .toml",
-                       path);
+        rc = load_json(path, out, err);
     else
         rc = error_set(err,
-                       "--sample_prompts %s: give a .txt or .toml file (kohya tells the "
-                       "format by the extension)",
+                       "--sample_prompts %s: give a .txt, .toml or .json file (kohya tells "
+                       "the format by the extension)",
                        path);
     if (rc == 0 && out->count == 0)
         rc = error_set(err, "--sample_prompts %s: no prompts in it", path);
