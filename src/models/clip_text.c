@@ -22,7 +22,7 @@ int clip_text_layers_run(const ClipConfig *cfg, int clip_skip, int *layers_run, 
 
 /* Float counts of the run's regions, in the order they are carved. */
 typedef struct RunSizes {
-    size_t x, stats, qkv, lse, pre, final_stats, s_w, s_b, s_g, tmp;
+    size_t x, stats, qkv, lse, pre, final_stats, s_b, s_g, tmp;
 } RunSizes;
 
 static RunSizes run_sizes(const ClipConfig *c, int batch, int seq, int layers_run, bool bwd) {
@@ -35,7 +35,6 @@ static RunSizes run_sizes(const ClipConfig *c, int batch, int seq, int layers_ru
     s.lse = L * (size_t)batch * (size_t)c->num_heads * (size_t)seq;
     s.pre = L * rows * f;
     s.final_stats = rows * 2;
-    s.s_w = w * (f > w ? f : w);
     s.s_b = f > w ? f : w;
     s.s_g = w;                      /* each of s_g, s_beta */
     s.tmp = rows * (f > w ? f : w); /* each of t0..t3 */
@@ -43,7 +42,7 @@ static RunSizes run_sizes(const ClipConfig *c, int batch, int seq, int layers_ru
 }
 
 static size_t run_total(const RunSizes *s) {
-    return s->x + 2 * s->stats + 5 * s->qkv + s->lse + s->pre + s->final_stats + s->s_w + s->s_b +
+    return s->x + 2 * s->stats + 5 * s->qkv + s->lse + s->pre + s->final_stats + s->s_b +
            2 * s->s_g + 4 * s->tmp;
 }
 
@@ -95,7 +94,6 @@ int clip_text_run_init(ClipTextRun *run, const ClipText *m, int batch, int seq, 
     CARVE(lse, s.lse);
     CARVE(pre, s.pre);
     CARVE(final_stats, s.final_stats);
-    CARVE(s_w, s.s_w);
     CARVE(s_b, s.s_b);
     CARVE(s_g, s.s_g);
     CARVE(s_beta, s.s_g);
@@ -162,9 +160,9 @@ static AttentionShape attn_shape(const ClipTextRun *run) {
 
 static int lin(NnContext *ctx, const ClipTextRun *run, int rows, int in, int out, const float *x,
                const WeightRef *w, const WeightRef *b, float *y, Error *err) {
-    const float *wf = weight_ref_f32(w, run->s_w);
+    /* half weights are widened tile by tile inside the product (nn/gemm_half.h) */
     const float *bf = weight_ref_f32(b, run->s_b);
-    return linear_forward(ctx, rows, in, out, x, wf, bf, y, err);
+    return linear_forward_typed(ctx, rows, in, out, x, w->data, w->dtype, bf, y, err);
 }
 
 static int embed(const ClipText *m, ClipTextRun *run, const int32_t *ids, const float *extra_rows,
@@ -270,8 +268,8 @@ int clip_text_forward(NnContext *ctx, const ClipText *m, ClipTextRun *run, const
 
 static int lin_back(NnContext *ctx, const ClipTextRun *run, int rows, int in, int out,
                     const float *dy, const WeightRef *w, float *dx, int accumulate, Error *err) {
-    return linear_backward_input(ctx, rows, in, out, dy, weight_ref_f32(w, run->s_w), dx,
-                                 accumulate, err);
+    return linear_backward_input_typed(ctx, rows, in, out, dy, w->data, w->dtype, dx, accumulate,
+                                       err);
 }
 
 /* dx (d loss / d x_out on entry) becomes d loss / d x_in. */

@@ -81,14 +81,14 @@ typedef struct ClipTextRun {
     size_t floats; /* its size */
     float *x;      /* with_backward: [layers_run + 1][rows, width] inputs of each layer, then
                       the final norm's input; else [2][rows, width] */
-    float *stats1, *stats2;          /* [layers][rows * 2] ln1 / ln2 (mean, rstd) */
-    float *q, *k, *v, *attn;         /* [layers][rows, width] */
-    float *lse;                      /* [layers][batch, heads, seq] */
-    float *h;                        /* [layers][rows, width] residual after attention */
-    float *pre;                      /* [layers][rows, inter] fc1 output before the activation */
-    float *final_stats;              /* [rows * 2] */
-    float *s_w, *s_b, *s_g, *s_beta; /* where half weights are widened */
-    float *t0, *t1, *t2, *t3;        /* [rows, max(width, inter)] temporaries */
+    float *stats1, *stats2;    /* [layers][rows * 2] ln1 / ln2 (mean, rstd) */
+    float *q, *k, *v, *attn;   /* [layers][rows, width] */
+    float *lse;                /* [layers][batch, heads, seq] */
+    float *h;                  /* [layers][rows, width] residual after attention */
+    float *pre;                /* [layers][rows, inter] fc1 output before the activation */
+    float *final_stats;        /* [rows * 2] */
+    float *s_b, *s_g, *s_beta; /* where half biases and norm gains are widened */
+    float *t0, *t1, *t2, *t3;  /* [rows, max(width, inter)] temporaries */
 } ClipTextRun;
 
 size_t clip_text_run_bytes(const ClipText *m, int batch, int seq, int layers_run,

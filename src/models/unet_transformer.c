@@ -232,19 +232,17 @@ size_t unet_transformer_scratch_floats(const UnetTransformer *tf, int batch, int
     return fwd > bwd ? fwd : bwd;
 }
 
+/* Only the biases and norm parameters are widened into the model's scratch: the linear
+ * layers widen their half weights tile by tile inside the product (linear_forward_typed). */
 size_t unet_transformer_weight_floats(const UnetTransformer *tf) {
     size_t c = (size_t)tf->channels, f = (size_t)tf->ff_dim;
-    size_t big = 2 * f * c;
-    if (c * (size_t)tf->context_dim > big)
-        big = c * (size_t)tf->context_dim;
-    if (c * c > big)
-        big = c * c;
-    return big + 2 * (2 * f > c ? 2 * f : c);
+    return 2 * (2 * f > c ? 2 * f : c);
 }
 
-/* Where half weights are widened, and where kernel time is summed (may be NULL). */
+/* Where half biases and norm parameters are widened, and where kernel time is summed (may be
+ * NULL). */
 typedef struct Slots {
-    float *w, *v1, *v2;
+    float *v1, *v2;
     double *prof;
 } Slots;
 
@@ -266,8 +264,7 @@ static double now_s(void) {
 static Slots slots_of(const UnetTransformer *tf, float *wscratch, double *prof) {
     size_t c = (size_t)tf->channels, f = (size_t)tf->ff_dim;
     size_t vec = 2 * f > c ? 2 * f : c;
-    size_t big = unet_transformer_weight_floats(tf) - 2 * vec;
-    Slots s = {wscratch, wscratch + big, wscratch + big + vec, prof};
+    Slots s = {wscratch, wscratch + vec, prof};
     return s;
 }
 
@@ -310,8 +307,8 @@ static int lin(NnContext *ctx, size_t rows, int in, int out, const float *x, con
                const WeightRef *b, float *y, Slots sl, Error *err) {
     int rc;
     TIMED(sl, UNET_PROF_LINEAR,
-          rc = linear_forward(ctx, (int)rows, in, out, x, weight_ref_f32(w, sl.w),
-                              b ? weight_ref_f32(b, sl.v1) : NULL, y, err));
+          rc = linear_forward_typed(ctx, (int)rows, in, out, x, w->data, w->dtype,
+                                    b ? weight_ref_f32(b, sl.v1) : NULL, y, err));
     return rc;
 }
 
@@ -319,8 +316,8 @@ static int lin_back(NnContext *ctx, size_t rows, int in, int out, const float *d
                     const WeightRef *w, float *dx, int accumulate, Slots sl, Error *err) {
     int rc;
     TIMED(sl, UNET_PROF_LINEAR,
-          rc = linear_backward_input(ctx, (int)rows, in, out, dy, weight_ref_f32(w, sl.w), dx,
-                                     accumulate, err));
+          rc = linear_backward_input_typed(ctx, (int)rows, in, out, dy, w->data, w->dtype, dx,
+                                           accumulate, err));
     return rc;
 }
 

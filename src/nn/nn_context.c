@@ -38,6 +38,7 @@ void nn_context_free(NnContext *ctx) {
     if (!ctx)
         return;
     conv2d_cache_free(ctx->conv_cache);
+    free(ctx->half_tiles);
     dnnl_stream_destroy(ctx->stream);
     dnnl_engine_destroy(ctx->engine);
     free(ctx);

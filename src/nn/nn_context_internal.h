@@ -14,6 +14,9 @@ struct NnContext {
     dnnl_stream_t stream;
     /* oneDNN primitives are costly to create (milliseconds): conv2d.c keeps them by shape. */
     ConvPrimitiveCache *conv_cache;
+    /* Per-thread tiles of widened half-precision weights (gemm_half.c), grown on first use. */
+    float *half_tiles;
+    size_t half_tile_floats;
 };
 
 /* Defined in conv2d.c; frees what conv_cache holds. */
