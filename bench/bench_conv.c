@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *ALGO_NAMES[CONV2D_ALGO_COUNT] = {"blocked", "nchw", "winograd",
-                                                    "gemm",    "bf16", "auto"};
+static const char *ALGO_NAMES[CONV2D_ALGO_COUNT] = {"blocked", "nchw", "winograd", "gemm",
+                                                    "bf16",    "auto", "wino43"};
 
 static int algo_from_name(const char *name) {
     for (int i = 0; i < CONV2D_ALGO_COUNT; i++)

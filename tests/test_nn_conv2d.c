@@ -37,7 +37,8 @@ static int json_int(const cJSON *o, const char *key) {
 
 static const char *algo_name(Conv2dAlgorithm a) {
     static const char *names[] = {"onednn-blocked", "onednn-nchw", "onednn-winograd",
-                                  "im2col-sgemm",   "onednn-bf16", "auto"};
+                                  "im2col-sgemm",   "onednn-bf16", "auto",
+                                  "winograd-f43"};
     return names[a];
 }
 

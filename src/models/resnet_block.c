@@ -189,8 +189,8 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
 
     norm_silu(ctx, rb, batch, rb->in_ch, hw, &rb->norm1_w, &rb->norm1_b, x, a, stats1, sl);
     Conv2dShape c1 = conv_shape(batch, rb->in_ch, rb->out_ch, h, w, 3);
-    if (conv2d_forward(ctx, &c1, a, weight_ref_f32(&rb->conv1_w, sl.w),
-                       weight_ref_f32(&rb->conv1_b, sl.v1), hmid, err) != 0)
+    if (conv2d_forward_typed(ctx, &c1, a, rb->conv1_w.data, rb->conv1_w.dtype, sl.w,
+                             weight_ref_f32(&rb->conv1_b, sl.v1), hmid, err) != 0)
         return error_prefix(err, "resnet conv1: ");
     if (rb->temb_dim > 0) {
         if (linear_forward(ctx, batch, rb->temb_dim, rb->out_ch, temb_act,
@@ -208,8 +208,8 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
     }
     norm_silu(ctx, rb, batch, rb->out_ch, hw, &rb->norm2_w, &rb->norm2_b, hmid, a, stats2, sl);
     Conv2dShape c2 = conv_shape(batch, rb->out_ch, rb->out_ch, h, w, 3);
-    if (conv2d_forward(ctx, &c2, a, weight_ref_f32(&rb->conv2_w, sl.w),
-                       weight_ref_f32(&rb->conv2_b, sl.v1), y, err) != 0)
+    if (conv2d_forward_typed(ctx, &c2, a, rb->conv2_w.data, rb->conv2_w.dtype, sl.w,
+                             weight_ref_f32(&rb->conv2_b, sl.v1), y, err) != 0)
         return error_prefix(err, "resnet conv2: ");
     const float *shortcut = x;
     if (rb->shortcut_w.data) {
@@ -245,7 +245,8 @@ int resnet_block_backward_input(NnContext *ctx, const ResnetBlock *rb, int batch
     }
     /* conv2 <- silu <- norm2 (the norm output is recomputed from hmid, not kept) */
     Conv2dShape c2 = conv_shape(batch, rb->out_ch, rb->out_ch, h, w, 3);
-    if (conv2d_backward_input(ctx, &c2, dy, weight_ref_f32(&rb->conv2_w, sl.w), a, err) != 0)
+    if (conv2d_backward_input_typed(ctx, &c2, dy, rb->conv2_w.data, rb->conv2_w.dtype, sl.w, a,
+                                    err) != 0)
         return error_prefix(err, "resnet conv2 backward: ");
     group_norm_forward(ctx, batch, rb->out_ch, (int)hw, rb->groups, rb->eps, hmid,
                        weight_ref_f32(&rb->norm2_w, sl.v1), weight_ref_f32(&rb->norm2_b, sl.v2), b,
@@ -255,7 +256,8 @@ int resnet_block_backward_input(NnContext *ctx, const ResnetBlock *rb, int batch
                               weight_ref_f32(&rb->norm2_w, sl.v1), stats2, a, b);
     /* the time embedding is a per-channel constant: no gradient is asked of it */
     Conv2dShape c1 = conv_shape(batch, rb->in_ch, rb->out_ch, h, w, 3);
-    if (conv2d_backward_input(ctx, &c1, b, weight_ref_f32(&rb->conv1_w, sl.w), a, err) != 0)
+    if (conv2d_backward_input_typed(ctx, &c1, b, rb->conv1_w.data, rb->conv1_w.dtype, sl.w, a,
+                                    err) != 0)
         return error_prefix(err, "resnet conv1 backward: ");
     group_norm_forward(ctx, batch, rb->in_ch, (int)hw, rb->groups, rb->eps, x,
                        weight_ref_f32(&rb->norm1_w, sl.v1), weight_ref_f32(&rb->norm1_b, sl.v2), b,

@@ -52,8 +52,8 @@ static int block_forward(NnContext *ctx, const Unet *u, UnetArena *a, const Unet
     case UB_DOWNSAMPLE: {
         Conv2dShape cs =
             conv3(s->batch, b->in_ch, b->out_ch, h, w, b->kind == UB_DOWNSAMPLE ? 2 : 1);
-        rc = conv2d_forward(ctx, &cs, x, weight_ref_f32(&b->conv_w, a->wscratch),
-                            weight_ref_f32(&b->conv_b, vec_slot(u, a, b, 0)), y, err);
+        rc = conv2d_forward_typed(ctx, &cs, x, b->conv_w.data, b->conv_w.dtype, a->wscratch,
+                                  weight_ref_f32(&b->conv_b, vec_slot(u, a, b, 0)), y, err);
         break;
     }
     case UB_UPSAMPLE: {
@@ -61,8 +61,9 @@ static int block_forward(NnContext *ctx, const Unet *u, UnetArena *a, const Unet
         int oh = unet_dim(s->height, b->out_scale), ow = unet_dim(s->width, b->out_scale);
         upsample_nearest_size_forward(s->batch * b->in_ch, h, w, oh, ow, x, a->scratch);
         Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, oh, ow, 1);
-        rc = conv2d_forward(ctx, &cs, a->scratch, weight_ref_f32(&b->conv_w, a->wscratch),
-                            weight_ref_f32(&b->conv_b, vec_slot(u, a, b, 0)), y, err);
+        rc =
+            conv2d_forward_typed(ctx, &cs, a->scratch, b->conv_w.data, b->conv_w.dtype, a->wscratch,
+                                 weight_ref_f32(&b->conv_b, vec_slot(u, a, b, 0)), y, err);
         break;
     }
     case UB_OUT: {
@@ -107,8 +108,8 @@ static int block_backward(NnContext *ctx, const Unet *u, UnetArena *a, const Une
     case UB_UPSAMPLE: {
         int oh = unet_dim(s->height, b->out_scale), ow = unet_dim(s->width, b->out_scale);
         Conv2dShape cs = conv3(s->batch, b->in_ch, b->out_ch, oh, ow, 1);
-        rc = conv2d_backward_input(ctx, &cs, dy, weight_ref_f32(&b->conv_w, a->wscratch),
-                                   a->scratch, err);
+        rc = conv2d_backward_input_typed(ctx, &cs, dy, b->conv_w.data, b->conv_w.dtype, a->wscratch,
+                                         a->scratch, err);
         if (rc == 0)
             upsample_nearest_size_backward_input(s->batch * b->in_ch, h, w, oh, ow, a->scratch, dx);
         break;

@@ -7,6 +7,7 @@
 #ifndef SDTI_NN_CONV2D_H
 #define SDTI_NN_CONV2D_H
 
+#include "base/dtype.h"
 #include "nn/nn_context.h"
 
 typedef struct Conv2dShape {
@@ -27,7 +28,9 @@ typedef enum Conv2dAlgorithm {
     CONV2D_ALGO_IM2COL_SGEMM,    /* im2col / col2im + OpenBLAS sgemm */
     CONV2D_ALGO_ONEDNN_BF16,     /* oneDNN direct, inputs and weights rounded to bf16, f32
                                     accumulation and output (--mixed_precision bf16) */
-    CONV2D_ALGO_AUTO,            /* per shape and direction, the faster of NCHW and blocked */
+    CONV2D_ALGO_AUTO,            /* per shape and direction, the fastest measured here */
+    CONV2D_ALGO_WINOGRAD_F43,    /* our Winograd F(4x4,3x3) for 3x3 stride-1 pad-1 layers,
+                                    AUTO's choice for every other shape */
     CONV2D_ALGO_COUNT
 } Conv2dAlgorithm;
 #define CONV2D_ALGO_DEFAULT CONV2D_ALGO_AUTO
@@ -50,5 +53,16 @@ int conv2d_forward(NnContext *ctx, const Conv2dShape *s, const float *x, const f
 /* dx = d(loss)/dx from dy = d(loss)/dy; overwrites dx. */
 int conv2d_backward_input(NnContext *ctx, const Conv2dShape *s, const float *dy, const float *w,
                           float *dx, Error *err);
+
+/* The same with the weights as stored: w_dtype DTYPE_F32, DTYPE_F16 or DTYPE_BF16. The
+ * Winograd path reads half weights directly (widening inside its weight transform); the
+ * other algorithms widen them into widen_scratch (at least out_ch * in_ch * kh * kw floats;
+ * unused, and may be NULL, when w_dtype is DTYPE_F32). */
+int conv2d_forward_typed(NnContext *ctx, const Conv2dShape *s, const float *x, const void *w,
+                         DType w_dtype, float *widen_scratch, const float *bias, float *y,
+                         Error *err);
+int conv2d_backward_input_typed(NnContext *ctx, const Conv2dShape *s, const float *dy,
+                                const void *w, DType w_dtype, float *widen_scratch, float *dx,
+                                Error *err);
 
 #endif
