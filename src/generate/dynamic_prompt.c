@@ -16,6 +16,10 @@
 static const char PATTERN[] =
     "\\{((e|E)\\$\\$)?(([\\d\\-]+)\\$\\$)?(([^\\|\\}]+?)\\$\\$)?(.+?((\\|).+?)*?)\\}";
 
+/* The most prompts one line may expand to: kohya has no limit (enumerating a few dozen
+ * variants runs it out of memory); past this sdti stops with an error instead. */
+#define DYNAMIC_PROMPT_MAX 100000
+
 typedef struct Variant {
     char *whole;     /* group 0: the text replaced */
     bool enumerate;  /* group 2 */
@@ -139,9 +143,10 @@ static int make_variant(const char *prompt, const PCRE2_SIZE *ov, Variant *v, Er
     return 0;
 }
 
-/* random.sample(items, k) joined by the separator (CPython's two algorithms by set size). */
+/* random.sample(items, k) joined by the separator (CPython's two algorithms by set size).
+ * NULL when out of memory. */
 static char *pick(const Variant *v, PyRandom *py) {
-    int k = (int)py_random_randint(py, v->lo, v->hi);
+    int k = (int)py_random_randint(py, v->lo, v->hi); /* lo <= hi: check_pick_range */
     int n = v->n_items;
     int *chosen = malloc((size_t)(k > 0 ? k : 1) * sizeof *chosen);
     int *pool = malloc((size_t)n * sizeof *pool);
@@ -188,6 +193,24 @@ static char *pick(const Variant *v, PyRandom *py) {
     return out;
 }
 
+/* A count above the number of variants ({3$$a|b}: kohya clamps only the top of the range):
+ * random.randint(3, 2) raises ValueError in kohya; enumerating gives no prompts there. */
+static int check_pick_range(const Variant *v, Error *err) {
+    if (v->lo > v->hi)
+        return error_set(err,
+                         "dynamic prompt %s: a count of %d, but only %d variants (kohya fails "
+                         "with ValueError)",
+                         v->whole, v->lo, v->n_items);
+    return 0;
+}
+
+static int too_many(Error *err) {
+    return error_set(err,
+                     "dynamic prompt: more than %d prompts from one line; enumerate fewer "
+                     "variants ({e$$...})",
+                     DYNAMIC_PROMPT_MAX);
+}
+
 /* Every combination (itertools.combinations order) of counts lo..hi, joined. */
 static int enumerate_all(const Variant *v, StrList *out, Error *err) {
     int n = v->n_items;
@@ -212,6 +235,8 @@ static int enumerate_all(const Variant *v, StrList *out, Error *err) {
                 }
             }
             rc = list_push(out, s, err);
+            if (rc == 0 && out->count > DYNAMIC_PROMPT_MAX)
+                rc = too_many(err);
             int i = k - 1;
             while (i >= 0 && idx[i] == i + n - k)
                 i--;
@@ -292,8 +317,11 @@ int dynamic_prompt_expand(const char *prompt, int repeat_count, PyRandom *py, ch
     StrList prompts = {0};
     int rc = find_variants(prompt, &vs, &nv, err);
     bool enumerating = false;
-    for (int i = 0; rc == 0 && i < nv; i++)
+    for (int i = 0; rc == 0 && i < nv; i++) {
         enumerating = enumerating || vs[i].enumerate;
+        if (!vs[i].enumerate)
+            rc = check_pick_range(&vs[i], err);
+    }
     if (rc == 0 && nv == 0) {
         rc = list_push(&prompts, strdup(prompt), err);
     } else if (rc == 0 && !enumerating) {
@@ -315,10 +343,14 @@ int dynamic_prompt_expand(const char *prompt, int repeat_count, PyRandom *py, ch
                 continue;
             StrList all = {0}, next = {0};
             rc = enumerate_all(&vs[i], &all, err);
+            if (rc == 0 && (int64_t)prompts.count * all.count > DYNAMIC_PROMPT_MAX)
+                rc = too_many(err);
             for (int p = 0; rc == 0 && p < prompts.count; p++)
                 for (int a = 0; rc == 0 && a < all.count; a++)
                     rc = list_push(&next,
                                    replace_first(prompts.items[p], vs[i].whole, all.items[a]), err);
+            if (rc != 0)
+                list_free(&next);
             list_free(&all);
             list_free(&prompts);
             prompts = next;

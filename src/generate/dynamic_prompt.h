@@ -15,8 +15,10 @@
 #include "train/py_random.h"
 
 /* *out (malloc'd, each string too) gets the prompts: just a copy of `prompt` when it has no
- * variants. A count range that is not a number ("{1-$$a|b}", where kohya raises ValueError)
- * is an error. */
+ * variants; none when an enumerated count exceeds its variants ({e3$$a|b}, as in kohya). A
+ * count range that is not a number ("{1-$$a|b}") or, picked at random, above the number of
+ * variants ("{3$$a|b}"), where kohya raises ValueError, is an error, and so is a line that
+ * would expand to more than 100000 prompts (kohya runs out of memory). */
 int dynamic_prompt_expand(const char *prompt, int repeat_count, PyRandom *py, char ***out,
                           int *count, Error *err);
 void dynamic_prompt_free(char **prompts, int count);

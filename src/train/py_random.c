@@ -80,6 +80,8 @@ double py_random_random(PyRandom *r) {
 /* getrandbits fills 32-bit words from the least significant end; the last (most
  * significant) word keeps its top bits. */
 uint64_t py_random_getrandbits(PyRandom *r, int k) {
+    if (k <= 0)
+        return 0; /* CPython: getrandbits(0) is 0 and draws nothing */
     if (k <= 32)
         return py_random_u32(r) >> (32 - k);
     uint64_t lo = py_random_u32(r);
@@ -88,6 +90,8 @@ uint64_t py_random_getrandbits(PyRandom *r, int k) {
 }
 
 uint64_t py_random_randbelow(PyRandom *r, uint64_t n) {
+    if (n == 0)
+        return 0; /* CPython would loop forever; callers check their ranges (randrange raises) */
     int k = 0;
     for (uint64_t t = n; t; t >>= 1)
         k++;

@@ -65,8 +65,24 @@ static int check_values(const SamplePrompt *p, const char *where, Error *err) {
     return 0;
 }
 
+/* sampler_kind_from_name, whose error quotes the name: a name with control characters (a
+ * .json or .toml string can hold a newline) is quoted with '?' for them, so that the message
+ * stays one line; no sampler has such a name, so the answer is the same. */
+static int sampler_lookup(const char *name, SamplerKind *kind, Error *err) {
+    char shown[256];
+    size_t n = 0;
+    for (; name[n] && n + 1 < sizeof shown; n++)
+        shown[n] = (unsigned char)name[n] < 0x20 || name[n] == 0x7f ? '?' : name[n];
+    shown[n] = '\0';
+    if (strcmp(shown, name) == 0)
+        return sampler_kind_from_name(name, kind, err);
+    if (sampler_kind_from_name(shown, kind, err) == 0) /* cannot happen: no name has a '?' */
+        return error_set(err, "unknown sampler '%s'", shown);
+    return -1;
+}
+
 static int sampler_of(const char *name, const char *where, SamplePrompt *p, Error *err) {
-    if (sampler_kind_from_name(name, &p->sampler, err) != 0)
+    if (sampler_lookup(name, &p->sampler, err) != 0)
         return error_prefix(err, "%s: ", where);
     p->has_sampler = true;
     return 0;
@@ -295,7 +311,7 @@ static int toml_key(const TomlEntry *e, SamplePrompt *p, Error *err) {
     if (strcmp(k, "sample_sampler") == 0) {
         if (!is_str)
             return toml_value_error(v, err, "expected a string, found %s", toml_kind_name(v->kind));
-        if (sampler_kind_from_name(v->str, &p->sampler, err) != 0) {
+        if (sampler_lookup(v->str, &p->sampler, err) != 0) {
             char msg[sizeof err->message];
             snprintf(msg, sizeof msg, "%s", err->message);
             return toml_value_error(v, err, "%s", msg);
