@@ -4,7 +4,8 @@
  * events.out.tfevents.*), loss.csv with one row per micro-batch and kohya's global steps (with
  * gradient accumulation the first micro-batch logs at step 0), the loss-curve PNG, an event
  * file whose every record has valid CRCs (the version event, "loss" and "lr" per micro-batch,
- * "loss/epoch" per epoch), and --log_with / --log_tracker_config refusals.
+ * "loss/epoch" per epoch), --log_config's hparams file, and --log_with / --log_tracker_config
+ * refusals.
  * tools/reference/check_tensorboard_log.py reads such a folder with TensorBoard's own reader. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -36,6 +37,13 @@ static char *only_entry(const char *dir, const char *prefix) {
         return found;
     free(found);
     return NULL;
+}
+
+static bool find_bytes(const char *hay, size_t n, const char *needle, size_t k) {
+    for (size_t i = 0; k <= n && i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0)
+            return true;
+    return false;
 }
 
 static uint64_t get_le(const uint8_t *p, int bytes) {
@@ -180,6 +188,59 @@ int main(void) {
     CHECKF(events && path_has_suffix(events, ".0.mine"), "event file %s, want *.0.mine in %s",
            events ? events : "none", tb);
     free(events);
+    free(run);
+
+    /* --log_config: accelerate's add_hparams file in a time-named folder of the tracker
+     * folder (4 records: version, experiment, session start, session end) holding kohya's
+     * sanitized config: output_name defaults to the token string, resolution is a tuple,
+     * lists are str(list), max_train_steps a number; no paths (they are filtered out) */
+    snprintf(logs, sizeof logs, "%s/logs-config", tmp);
+    snprintf(extra, sizeof extra,
+             "--logging_dir '%s' --log_config --optimizer_args weight_decay=0.1", logs);
+    snprintf(args, sizeof args, base, root, tmp, extra);
+    log = NULL;
+    rc = train_support_run(args, &log);
+    CHECKF(rc == 0, "--log_config run failed (%d): %s", rc, log ? log : "");
+    free(log);
+    run = only_entry(logs, "");
+    snprintf(tb, sizeof tb, "%s/textual_inversion", run ? run : "?");
+    char *sub = only_entry(tb, "1");
+    const char *subname = sub ? strrchr(sub, '/') + 1 : "";
+    CHECKF(sub && strspn(subname, "0123456789.") == strlen(subname) && strchr(subname, '.'),
+           "no time-named hparams folder in %s", tb);
+    events = sub ? only_entry(sub, "events.out.tfevents.") : NULL;
+    CHECKF(events && path_has_suffix(events, ".1") && count_records(events) == 4,
+           "%s: want one event file *.1 with 4 records", sub ? sub : tb);
+    char *data = NULL;
+    size_t size = 0;
+    Error ferr = {{0}};
+    if (events && file_read_all(events, &data, &size, &ferr) == 0) {
+        static const char max_steps[] = "\x0a\x0fmax_train_steps\x12\x09\x11\0\0\0\0\0\0\xf0\x3f";
+        struct {
+            const char *bytes;
+            size_t n;
+        } want[] = {
+            {"_hparams_/experiment", 20},
+            {"_hparams_/session_start_info", 28},
+            {"_hparams_/session_end_info", 26},
+            {"\x0a\x0boutput_name\x12\x07\x1a\x05mytok", 22},
+            {"\x0a\x0aresolution\x12\x0a\x1a\x08(64, 64)", 22},
+            {"\x0a\x0eoptimizer_args\x12\x16\x1a\x14['weight_decay=0.1']", 38},
+            {max_steps, sizeof max_steps - 1},
+        };
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+            CHECKF(find_bytes(data, size, want[i].bytes, want[i].n),
+                   "%s: no hparams bytes for case %zu", events, i);
+        const char *absent[] = {"train_data_dir", "output_dir",
+                                "logging_dir",    "pretrained_model_name_or_path",
+                                "replay",         tmp};
+        for (size_t i = 0; i < sizeof absent / sizeof *absent; i++)
+            CHECKF(!find_bytes(data, size, absent[i], strlen(absent[i])),
+                   "%s: holds '%s' (filtered out by kohya)", events, absent[i]);
+    }
+    free(data);
+    free(events);
+    free(sub);
     free(run);
 
     /* kill -9 in the middle of a long run: the log up to there stays readable (every event

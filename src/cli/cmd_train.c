@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "cli/commands.h"
+#include "cli/train_log_config.h"
 #include "cli/train_options.h"
 #include "train/dist.h"
 #include "train/trainer.h"
@@ -25,7 +26,6 @@ static LogLevel log_level_of(const char *name) {
 /* Accepted by train_options_finish (kohya has them) but not run by the training loop yet:
  * refused by name, never ignored. */
 static const char *const not_run_yet[] = {
-    "log_config",
     NULL,
 };
 
@@ -71,6 +71,7 @@ int cmd_train(int argc, char **argv) {
     Error err = {0};
     bool help = false;
     int rc = 1, threads = 0;
+    TrainLogConfig log_config = {0};
     train_options_init(&o);
     if (dist_init(&err) != 0) {
         fprintf(stderr, "sdti train: %s\n", err.message);
@@ -117,6 +118,14 @@ int cmd_train(int argc, char **argv) {
     }
     LrSchedulerSettings lr;
     train_options_lr_settings(&o, o.max_train_steps, &lr);
+    if (o.log_config) { /* kohya's get_sanitized_config_or_none, for the TensorBoard log */
+        if (train_log_config_build(&o, &log_config, &err) != 0) {
+            fprintf(stderr, "sdti train: %s\n", err.message);
+            goto done;
+        }
+        o.log_config_values = log_config.items;
+        o.log_config_count = log_config.count;
+    }
     if (check_loop_supports(&o, &err) != 0 || trainer_run(&o, &lr, threads, &err) != 0) {
         if (!quiet)
             fprintf(stderr, "sdti train: %s\n", err.message);
@@ -126,6 +135,7 @@ int cmd_train(int argc, char **argv) {
 done:
     log_close_file();
     dist_finalize();
+    train_log_config_free(&log_config);
     train_options_free(&o);
     return rc;
 }

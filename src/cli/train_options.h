@@ -145,6 +145,9 @@ typedef struct TrainOptions {
     const char *log_tracker_config;
     const char *wandb_api_key;
     bool log_config;
+    /* --log_config's values (cli/train_log_config.h), set by cmd_train before the run */
+    const struct TbHParam *log_config_values;
+    int log_config_count;
     double noise_offset;
     bool has_noise_offset;
     bool noise_offset_random_strength;

@@ -2,10 +2,44 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "train/tb_hparams.h"
 #include "train/trainer_log.h"
+
+/* --log_config: accelerate's store_init_configuration (tb_hparams.h) into the tracker folder,
+ * with the max_train_steps kohya has by then (max_train_epochs overrides it). */
+static int trainer_log_hparams(const Trainer *t, const TrainLog *l, Error *err) {
+    const TrainOptions *o = t->o;
+    int n = o->log_config_count;
+    TbHParam *params = malloc(sizeof *params * (size_t)(n > 0 ? n : 1));
+    char *dir = path_join(l->run_dir, o->log_tracker_name ? o->log_tracker_name
+                                                          : "textual_inversion");
+    if (!params || !dir) {
+        free(params);
+        free(dir);
+        return error_set(err, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        params[i] = o->log_config_values[i];
+        if (strcmp(params[i].name, "max_train_steps") == 0)
+            params[i].number = (double)t->max_train_steps;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char *folder = NULL;
+    int rc = tb_hparams_write(dir, params, n, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9,
+                              &folder, err);
+    if (rc == 0)
+        log_info("--log_config: %d settings written as TensorBoard hparams in %s", n, folder);
+    free(folder);
+    free(params);
+    free(dir);
+    return rc;
+}
 
 int trainer_log_open(const Trainer *t, TrainLog **log, Error *err) {
     const TrainOptions *o = t->o;
@@ -32,6 +66,11 @@ int trainer_log_open(const Trainer *t, TrainLog **log, Error *err) {
     }
     log_info("logging to %s (TensorBoard events in %s/, loss.csv)", l->run_dir,
              o->log_tracker_name ? o->log_tracker_name : "textual_inversion");
+    if (o->log_config && trainer_log_hparams(t, l, err) != 0) {
+        train_log_close(l);
+        free(l);
+        return -1;
+    }
     *log = l;
     return 0;
 }

@@ -8,6 +8,11 @@ loss.csv beside it:
   "loss" and "lr": one event per CSV row, same steps in the same order, values equal to the
   CSV's as float32 (TensorBoard's simple_value is a float32)
   "loss/epoch": one event per epoch in the CSV, at steps 1, 2, ... (kohya logs it at epoch + 1)
+  --log_config (when RUN/<tracker name>/<time>/events.out.tfevents.* exists): read with
+  tensorboard's event loader and its hparams plugin parsers: exactly the three summaries
+  add_hparams writes, the experiment's hparam names equal the session's keys (and
+  EXPECT_HPARAMS's, when given as name=value pairs: the value as the hparams plugin reads it),
+  none of kohya's filtered-out keys (paths, API keys)
 
 Usage: build/refvenv/bin/python tools/reference/check_tensorboard_log.py RUN_FOLDER [...]
        (with no folder: trains 3 steps of the tiny fixture model with build/sdti, or $SDTI_BIN,
@@ -23,6 +28,8 @@ import sys
 import tempfile
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import metadata as hp_metadata
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -64,6 +71,49 @@ def check_run(run):
     return failures
 
 
+HIDDEN = {"wandb_api_key", "huggingface_token", "pretrained_model_name_or_path", "vae",
+          "tokenizer_cache_dir", "train_data_dir", "conditioning_data_dir", "reg_data_dir",
+          "output_dir", "logging_dir"}
+
+
+def check_hparams(run, expect=None):
+    """--log_config's hparams folder(s) in run; returns failures (none when there is none)."""
+    failures = []
+    for path in glob.glob(os.path.join(run, "*", "*", "events.out.tfevents.*")):
+        data = {}
+        for event in EventFileLoader(path).Load():
+            for value in event.summary.value:
+                parse = {
+                    hp_metadata.EXPERIMENT_TAG: hp_metadata.parse_experiment_plugin_data,
+                    hp_metadata.SESSION_START_INFO_TAG:
+                        hp_metadata.parse_session_start_info_plugin_data,
+                    hp_metadata.SESSION_END_INFO_TAG: hp_metadata.parse_session_end_info_plugin_data,
+                }.get(value.tag)
+                if parse and value.metadata.plugin_data.plugin_name == hp_metadata.PLUGIN_NAME:
+                    data[value.tag] = parse(value.metadata.plugin_data.content)
+        want_tags = {hp_metadata.EXPERIMENT_TAG, hp_metadata.SESSION_START_INFO_TAG,
+                     hp_metadata.SESSION_END_INFO_TAG}
+        if set(data) != want_tags:
+            failures.append(f"{path}: hparams tags {sorted(data)}, want {sorted(want_tags)}")
+            continue
+        names = [h.name for h in data[hp_metadata.EXPERIMENT_TAG].hparam_infos]
+        session = data[hp_metadata.SESSION_START_INFO_TAG].hparams
+        if data[hp_metadata.SESSION_END_INFO_TAG].status != 1:
+            failures.append(f"{path}: session end status is not STATUS_SUCCESS")
+        if sorted(names) != sorted(session.keys()):
+            failures.append(f"{path}: experiment names differ from the session's keys")
+        if HIDDEN & set(names):
+            failures.append(f"{path}: holds filtered-out keys {sorted(HIDDEN & set(names))}")
+        for key, want in (expect or {}).items():
+            got = session.get(key)
+            got = None if got is None else getattr(got, got.WhichOneof("kind"))
+            if str(got) != want and not (isinstance(got, float) and float(want) == got):
+                failures.append(f"{path}: hparam {key} = {got!r}, want {want}")
+        print(f"{path}: {len(names)} hparams read by the hparams plugin: "
+              f"{'ok' if not failures else 'FAILED'}")
+    return failures
+
+
 def train_tiny(tmp):
     sdti = os.environ.get("SDTI_BIN", os.path.join(ROOT, "build", "sdti"))
     images = os.path.join(tmp, "train", "2_mytok")
@@ -80,7 +130,8 @@ def train_tiny(tmp):
                     "--resolution", "64", "--token_string", "mytok", "--init_word", "cat",
                     "--max_train_steps", "5", "--gradient_accumulation_steps", "2",
                     "--lr_scheduler", "linear", "--learning_rate", "1e-2", "--seed", "1",
-                    "--output_dir", os.path.join(tmp, "out"), "--logging_dir", logs],
+                    "--output_dir", os.path.join(tmp, "out"), "--logging_dir", logs,
+                    "--log_config", "--optimizer_args", "weight_decay=0.1"],
                    check=True)
     return glob.glob(os.path.join(logs, "*"))
 
@@ -92,7 +143,9 @@ def main():
             runs = train_tiny(tmp)
         failed = 0
         for run in runs:
-            failures = check_run(run)
+            failures = check_run(run) + check_hparams(run, {
+                "output_name": "mytok", "resolution": "(64, 64)",
+                "optimizer_args": "['weight_decay=0.1']"} if not sys.argv[1:] else None)
             failed += bool(failures)
             for m in failures:
                 print(f"FAIL {run}: {m}")
