@@ -193,9 +193,9 @@ int resnet_block_forward(NnContext *ctx, const ResnetBlock *rb, int batch, int h
                              weight_ref_f32(&rb->conv1_b, sl.v1), hmid, err) != 0)
         return error_prefix(err, "resnet conv1: ");
     if (rb->temb_dim > 0) {
-        if (linear_forward(ctx, batch, rb->temb_dim, rb->out_ch, temb_act,
-                           weight_ref_f32(&rb->time_w, sl.w), weight_ref_f32(&rb->time_b, sl.v1),
-                           tproj, err) != 0)
+        if (linear_forward_typed(ctx, batch, rb->temb_dim, rb->out_ch, temb_act, rb->time_w.data,
+                                 rb->time_w.dtype, weight_ref_f32(&rb->time_b, sl.v1), tproj,
+                                 err) != 0)
             return error_prefix(err, "resnet time_emb_proj: ");
         long planes = (long)batch * rb->out_ch;
 #pragma omp parallel for schedule(static) if (n_out > PARALLEL_MIN)

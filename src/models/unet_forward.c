@@ -146,14 +146,13 @@ static int time_embedding(NnContext *ctx, const Unet *u, UnetArena *a, const flo
     float *vec = a->wscratch + u->time2_w.numel;
     if (u->time1_w.numel > u->time2_w.numel)
         vec = a->wscratch + u->time1_w.numel;
-    if (linear_forward(ctx, batch, u->time_in_dim, u->time_dim, sinus,
-                       weight_ref_f32(&u->time1_w, a->wscratch), weight_ref_f32(&u->time1_b, vec),
-                       hidden, err) != 0)
+    if (linear_forward_typed(ctx, batch, u->time_in_dim, u->time_dim, sinus, u->time1_w.data,
+                             u->time1_w.dtype, weight_ref_f32(&u->time1_b, vec), hidden, err) != 0)
         return error_prefix(err, "unet time_embedding.linear_1: ");
     silu_forward((size_t)batch * u->time_dim, hidden, hidden);
-    if (linear_forward(ctx, batch, u->time_dim, u->time_dim, hidden,
-                       weight_ref_f32(&u->time2_w, a->wscratch), weight_ref_f32(&u->time2_b, vec),
-                       a->temb_act, err) != 0)
+    if (linear_forward_typed(ctx, batch, u->time_dim, u->time_dim, hidden, u->time2_w.data,
+                             u->time2_w.dtype, weight_ref_f32(&u->time2_b, vec), a->temb_act,
+                             err) != 0)
         return error_prefix(err, "unet time_embedding.linear_2: ");
     /* every resnet applies SiLU before its own projection: done once here */
     silu_forward((size_t)batch * u->time_dim, a->temb_act, a->temb_act);
