@@ -120,6 +120,43 @@ static char *pair_str(const char *a, const char *b) {
     return s;
 }
 
+/* str(pathlib.PurePosixPath(path)): repeated and trailing slashes and "." parts dropped. */
+static char *py_path_str(const char *path) {
+    size_t n = strlen(path);
+    char *s = malloc(n + 2);
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    if (path[0] == '/')
+        s[o++] = '/';
+    for (const char *p = path; *p;) {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        if (len && !(len == 1 && p[0] == '.')) {
+            if (o && s[o - 1] != '/')
+                s[o++] = '/';
+            memcpy(s + o, p, len);
+            o += len;
+        }
+        p += len;
+    }
+    if (o == 0)
+        s[o++] = '.';
+    s[o] = '\0';
+    return s;
+}
+
+/* kohya's int_or_float (lr_warmup_steps, lr_decay_steps): "N%" is N / 100, else the number;
+ * the default is the int 0. A number either way. */
+static double int_or_float(const char *text) {
+    if (!text)
+        return 0;
+    size_t n = strlen(text);
+    double v = strtod(text, NULL);
+    return n && text[n - 1] == '%' ? v / 100.0 : v;
+}
+
 /* os.path.splitext(path)[0] */
 static char *strip_extension(const char *path) {
     const char *base = strrchr(path, '/');
@@ -169,6 +206,11 @@ int train_log_config_build(const TrainOptions *o, TrainLogConfig *c, Error *err)
             break;
         case OPT_STRING: {
             text = *(const char *const *)field(o, d->offset);
+            if (strcmp(d->name, "lr_warmup_steps") == 0 || strcmp(d->name, "lr_decay_steps") == 0) {
+                p.number = int_or_float(text); /* a number in kohya's args */
+                text = NULL;
+                break;
+            }
             if (strcmp(d->name, "output_name") == 0 && !text)
                 text = o->token_string;
             if (strcmp(d->name, "caption_extension") == 0 && o->caption_extention)
@@ -189,6 +231,8 @@ int train_log_config_build(const TrainOptions *o, TrainLogConfig *c, Error *err)
                 made = pair_str(lo, hi);
             } else if (make && strcmp(d->name, "config_file") == 0) {
                 made = strip_extension(text);
+            } else if (make && strcmp(d->name, "dataset_config") == 0) {
+                made = py_path_str(text); /* type=Path */
             } else {
                 make = false;
             }
