@@ -2,8 +2,9 @@
  * float32-weight sgemm, the old path (widen the whole weight into a scratch, then one
  * sgemm) and gemm_half's tiled widening, run alternately (A B C A B C ..., best of RUNS).
  *   bench_linear_half [THREADS] [bf16|fp16] [RUNS] [TILE_N TILE_K] [CHUNK] [SHAPE]
- * (TILE_N 0: the typed API's defaults; CHUNK: values per chunk of the chunked variant;
- * SHAPE: only shapes whose name contains it)
+ * Variants: f32 weights, whole-weight widening + sgemm, "typed" (linear_*_typed: its own
+ * rule; with TILE_N > 0 gemm_half's per-thread tiles of that shape instead), and gemm_half's
+ * chunked path with CHUNK values per chunk. SHAPE: only shapes whose name contains it.
  * Prints milliseconds per direction and the ratios against float32 weights. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -64,7 +65,7 @@ typedef struct Bufs {
 } Bufs;
 
 enum { V_F32, V_WIDEN, V_TILED, V_CHUNKED, VARIANTS };
-static const char *VNAMES[VARIANTS] = {"f32", "widen", "tiled", "chunked"};
+static const char *VNAMES[VARIANTS] = {"f32", "widen", "typed", "chunked"};
 
 static int run(NnContext *ctx, const Shape *sh, const Bufs *b, DType bt, int v, int d,
                const GemmHalfTiles *tiles, const GemmHalfTiles *chunked, Error *err) {
