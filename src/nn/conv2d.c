@@ -230,16 +230,16 @@ Conv2dAlgorithm conv2d_resolve_algorithm(Conv2dAlgorithm a, int backward, const 
     if (a != CONV2D_ALGO_AUTO && a != CONV2D_ALGO_WINOGRAD_F43)
         return a;
     long pixels = (long)s->in_h * s->in_w;
-    /* Our Winograd F(4x4,3x3) (bench_conv, SD1.5 UNet shapes at batch 2, alternating with
-     * this rule's other choices, docs/kernels.md): 0.3x-0.5x of their time forward and
-     * 0.5x-0.7x backward at 64x64 and 32x32, 0.45x-0.65x forward at 16x16; slower below
-     * (re-transforming the weights on every call costs more than the sgemms save when there
-     * are few tiles). Layers under 64 channels (none in SD's UNet or VAE; the tiny test
+    /* Our Winograd F(4x4,3x3) (bench_conv, SD1.5 UNet shapes, alternating with this rule's
+     * other choices, docs/kernels.md): at batch 2 0.3x-0.5x of their time forward and
+     * 0.4x-0.7x backward at 64x64 and 32x32, 0.45x-0.65x forward at 16x16; at batch 1 about
+     * 0.4x-0.9x at 32x32 both ways; slower with fewer pixels (the weights are transformed
+     * again on every call, which costs more than the sgemms save when there are few tiles). Layers under 64 channels (none in SD's UNet or VAE; the tiny test
      * models have 16-32) stay direct: Winograd's larger rounding (~3e-6 against ~2e-7 per
      * layer) grew to 1.3e-4 over a heun sampling run of the tiny model there. */
     long batch_pixels = pixels * s->batch;
     if (conv2d_winograd_applies(s) && s->in_ch >= 64 && s->out_ch >= 64 &&
-        batch_pixels >= (backward ? 2L * 32 * 32 : 2L * 16 * 16))
+        batch_pixels >= (backward ? 32L * 32 : 2L * 16 * 16))
         return CONV2D_ALGO_WINOGRAD_F43;
     int spatial_kernel = s->kernel_h > 1 || s->kernel_w > 1;
     if (spatial_kernel && s->out_ch < 16)

@@ -215,17 +215,18 @@ __attribute__((always_inline)) static inline void input_item_body(const WinoPlan
     }
 }
 
-/* U for effective output channel o and 16 effective input channels from c (`valid` real):
- * u[point * pstride + lane]. Forward: w[o][c][ky][kx]; backward: w[c][o][2-ky][2-kx]. */
+/* U for 16 lanes of one row of the stored weights w[row][lane0 + l][3][3] (`valid` lanes
+ * real): u[point * pstride + lane]. Forward: row = output channel, lanes = input channels;
+ * backward: row = the forward's output channel, lanes = its input channels, kernel flipped.
+ * Either way the 16 x 9 weights are one contiguous run. */
 __attribute__((always_inline)) static inline void weight_item_body(const WinoPlan *p, const void *w,
                                                                    DType dt, int o, int c,
                                                                    int valid, float *u,
                                                                    size_t pstride) {
     _Alignas(64) float g[9][LANES];
-    size_t so = p->backward ? 9 : (size_t)p->cin * 9;
-    size_t sc = p->backward ? (size_t)p->fwd_in_ch * 9 : 9;
+    const size_t sc = 9;
     int flip = p->backward ? 8 : 0;
-    size_t base = (size_t)o * so + (size_t)c * sc;
+    size_t base = (size_t)o * p->fwd_in_ch * 9 + (size_t)c * sc;
     if (dt == DTYPE_F32) {
         const float *wf = (const float *)w + base;
         for (int l = 0; l < valid; l++)
@@ -384,17 +385,18 @@ static void input_stage(const WinoKernels *k, const WinoPlan *p, const float *in
 /* u[(point * no + o) * nc + c] for effective output channels o0.., input channels c0.. */
 static void weight_stage(const WinoKernels *k, const WinoPlan *p, const void *w, DType dt, int o0,
                          int no, int c0, int nc, float *u) {
-    int groups = (nc + LANES - 1) / LANES;
-    long items = (long)no * groups;
-    /* Consecutive items read neighbouring weights: forward w[o][c..c+15] (one run of 16 x 9),
-     * backward w[c..c+15][o] (16 runs of 9, and o + 1 continues each run). */
-    int o_inner = p->backward;
+    /* Forward: u[point][o][c] from rows o, lanes c. Backward: u[point][c][o] (the sgemm
+     * reads it transposed) from rows c, lanes o, so that the lanes are contiguous weights in
+     * both directions. */
+    int rows = p->backward ? nc : no, lanes = p->backward ? no : nc;
+    int row0 = p->backward ? c0 : o0, lane0 = p->backward ? o0 : c0;
+    int groups = (lanes + LANES - 1) / LANES;
+    long items = (long)rows * groups;
 #pragma omp parallel for schedule(static)
     for (long it = 0; it < items; it++) {
-        int o = o_inner ? (int)(it % no) : (int)(it / groups);
-        int g = o_inner ? (int)(it / no) : (int)(it % groups);
-        int valid = nc - g * LANES < LANES ? nc - g * LANES : LANES;
-        k->weight(p, w, dt, o0 + o, c0 + g * LANES, valid, u + (size_t)o * nc + g * LANES,
+        int r = (int)(it / groups), g = (int)(it % groups);
+        int valid = lanes - g * LANES < LANES ? lanes - g * LANES : LANES;
+        k->weight(p, w, dt, row0 + r, lane0 + g * LANES, valid, u + (size_t)r * lanes + g * LANES,
                   (size_t)no * nc);
     }
 }
@@ -405,9 +407,10 @@ static int gemm_stage(const WinoPlan *p, const float *u, const float *v, int row
     int failed = 0;
 #pragma omp parallel for schedule(static) reduction(| : failed)
     for (int pt = 0; pt < POINTS; pt++) {
-        dnnl_status_t st = dnnl_sgemm('N', 'N', no, ld, nc, 1.0f, u + (size_t)pt * no * nc, nc,
-                                      v + (size_t)pt * nc * ld, ld, beta,
-                                      m + ((size_t)pt * p->m_rows + row0) * ld, ld);
+        dnnl_status_t st =
+            dnnl_sgemm(p->backward ? 'T' : 'N', 'N', no, ld, nc, 1.0f, u + (size_t)pt * no * nc,
+                       p->backward ? no : nc, v + (size_t)pt * nc * ld, ld, beta,
+                       m + ((size_t)pt * p->m_rows + row0) * ld, ld);
         failed |= st != dnnl_success;
     }
     return failed ? -1 : 0;
