@@ -18,7 +18,7 @@ static const char PATTERN[] =
 
 /* The most prompts one line may expand to: kohya has no limit (enumerating a few dozen
  * variants runs it out of memory); past this sdti stops with an error instead. */
-#define DYNAMIC_PROMPT_MAX 100000
+#define DYNAMIC_PROMPT_MAX 10000
 
 typedef struct Variant {
     char *whole;     /* group 0: the text replaced */

@@ -18,7 +18,7 @@
  * variants; none when an enumerated count exceeds its variants ({e3$$a|b}, as in kohya). A
  * count range that is not a number ("{1-$$a|b}") or, picked at random, above the number of
  * variants ("{3$$a|b}"), where kohya raises ValueError, is an error, and so is a line that
- * would expand to more than 100000 prompts (kohya runs out of memory). */
+ * would expand to more than 10000 prompts (kohya runs out of memory or time). */
 int dynamic_prompt_expand(const char *prompt, int repeat_count, PyRandom *py, char ***out,
                           int *count, Error *err);
 void dynamic_prompt_free(char **prompts, int count);

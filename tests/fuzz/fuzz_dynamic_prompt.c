@@ -1,6 +1,6 @@
 /* libFuzzer target: kohya's dynamic prompts ({a|b}, {2$$a|b}, {1-3$$ and $$a|b}, {e$$a|b})
  * through dynamic_prompt_expand with a seeded Python random stream: any text gives prompts
- * (at most 100000) or a one-line error, never a crash, a
+ * (at most 10000) or a one-line error, never a crash, a
  * leak or UB. The first byte picks the repeat count, the next four the seed. */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Error err;
     err.message[0] = '\0';
     if (dynamic_prompt_expand(text, repeat, &py, &out, &count, &err) == 0) {
-        if (count < 0 || (count > 0 && !out) || count > 100000)
+        if (count < 0 || (count > 0 && !out) || count > 10000)
             abort(); /* none when an enumerated count exceeds its variants, as in kohya */
         for (int i = 0; i < count; i++)
             if (!out[i])
