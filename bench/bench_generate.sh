@@ -49,8 +49,8 @@ per_step() {
     'BEGIN {printf "%.3f %.0f\n", (b - a) / (hi - lo), (r1 > r2 ? r1 : r2) / 1024}'
 }
 
-run_sdti() {
-  measure "$build/sdti" generate --ckpt "$model" --prompt "a photo of a cat sitting on a wooden table" \
+run_sdti() { # SDTI_PROFILE: sdti prints its time per part of a sampling step
+  SDTI_PROFILE=1 measure "$build/sdti" generate --ckpt "$model" --prompt "a photo of a cat sitting on a wooden table" \
     --W "$width" --H "$height" --steps "$1" --sampler euler --scale 7.5 --seed 1 \
     --threads "$threads" --outdir "$tmp/out-sdti"
 }
@@ -58,6 +58,7 @@ run_torch() { measure "$py" bench/bench_generate.py diffusers "$1" "$threads" "$
 run_sdcpp() { measure "$sdpy" bench/bench_generate.py sdcpp "$model" "$1" "$threads" "$width" "$height"; }
 
 read -r s_sdti m_sdti < <(per_step run_sdti)
+sed -n 's/^profile //p' "$tmp/err" >"$tmp/profile" # the larger run's breakdown
 read -r s_torch m_torch < <(per_step run_torch)
 printf '%-22s %10s %10s\n' engine "s/step" "peak MiB"
 printf '%-22s %10s %10s\n' sdti "$s_sdti" "$m_sdti" diffusers "$s_torch" "$m_torch"
@@ -71,4 +72,6 @@ if [ -n "${s_cpp:-}" ]; then
   awk -v a="$s_sdti" -v b="$s_cpp" -v c="$m_sdti" -v d="$m_cpp" \
     'BEGIN {printf "sdti / stable-diffusion.cpp: time per step %.2f, peak memory %.2f\n", a / b, c / d}'
 fi
+echo "sdti's breakdown ($hi steps; wall/cpu seconds per part):"
+grep -E '^(sampling step mean|generation batch)' "$tmp/profile" | sed 's/^/  /' || true
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

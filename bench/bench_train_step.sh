@@ -68,7 +68,8 @@ fi
 
 # sdti prints "steps k/N ... s/it" after step 1 and at the end (non-terminal stderr); the
 # seconds of steps 2..N are N * (s/it at N) - 1 * (s/it at 1).
-/usr/bin/time -f 'rss %M' -o "$work/sdti.time" "$build/sdti" "${sdti_args[@]}" \
+# SDTI_PROFILE: sdti also prints its time per part of a step (wall/cpu seconds, page faults)
+SDTI_PROFILE=1 /usr/bin/time -f 'rss %M' -o "$work/sdti.time" "$build/sdti" "${sdti_args[@]}" \
   --max_train_steps "$steps" >"$work/sdti.log" 2>&1 || { cat "$work/sdti.log" >&2; exit 1; }
 read -r s_step s_first < <(awk -v n="$steps" '
   /^steps [0-9]+\// { split($2, a, "/"); for (i = 1; i <= NF; i++) if ($(i + 1) == "s/it") s[a[1]] = $i }
@@ -90,6 +91,8 @@ printf '%-22s %10.2f %10.2f %10.0f\n' "sdti $prec" "$s_step" "$s_first" "$((s_rs
 printf '%-22s %10.2f %10.2f %10.0f   ratio time %.2f  memory %.2f\n' "PyTorch fp32 (kohya)" \
   "$p_step" "$p_first" "$((p_rss / 1024))" "$(awk -v a="$s_step" -v b="$p_step" 'BEGIN{print a/b}')" \
   "$(awk -v a="$s_rss" -v b="$p_rss" 'BEGIN{print a/b}')"
+echo "sdti's breakdown (wall/cpu seconds per part of a step):"
+sed -n 's/^profile \(train step mean.*\)/  \1/p; s/^profile \(unet .*\)/  \1/p' "$work/sdti.log"
 if [ "$torch_bf16" = 1 ]; then
   read -r b_step b_first b_rss < <(torch_run bf16)
   printf '%-22s %10.2f %10.2f %10.0f   ratio time %.2f  memory %.2f (like for like)\n' \

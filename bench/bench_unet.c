@@ -1,18 +1,20 @@
 /* One UNet pass on an SD1.5-shaped UNet2DConditionModel with random weights (no file needed),
  * for bench/bench_unet.sh, which runs PyTorch on the same shapes and prints the ratios.
- *   bench_unet fwd|fwdbwd|ckpt|plan LATENT [THREADS] [fp32|fp16|bf16|bf16c] [RUNS]
+ *   bench_unet fwd|fwdbwd|ckpt|plan LATENT [THREADS] [fp32|fp16|bf16|bf16c] [RUNS] [BATCH]
  *   bench_unet sgemm N [THREADS]
  * fwd: forward only; fwdbwd: forward + backward to encoder_hidden_states; ckpt: the same
- * with gradient checkpointing. Batch 1, 77 tokens, LATENT x LATENT latents. The first run
- * warms up (oneDNN primitive creation, page faults); the best of the following RUNS (default
- * 1; 0: the single cold run) is printed as "seconds <t>", with the arena size, the FLOPs of
- * the pass (2 per multiply-add, counted from the shapes: convolutions, linear layers,
- * attention products) and the time per block kind. plan: only the arena size of each mode. bf16c:
- * bf16 weights and bf16 convolutions (f32 accumulation). */
+ * with gradient checkpointing. Batch BATCH (default 1; 2 is generation's guidance), 77 tokens,
+ * LATENT x LATENT latents. The first run warms up (oneDNN primitive creation, page faults); the
+ * best of the following RUNS (default 1; 0: the single cold run) is printed as "seconds <t>",
+ * and the CPU seconds per timed run as "cpu_seconds <t>", with the arena size, the FLOPs of the
+ * pass (2 per multiply-add, counted from the shapes: convolutions, linear layers, attention
+ * products) and the time per block kind. plan: only the arena size of each mode. bf16c: bf16
+ * weights and bf16 convolutions (f32 accumulation). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -24,6 +26,13 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
 }
 
 static void fill(float *x, size_t n, unsigned seed) {
@@ -118,6 +127,10 @@ int main(int argc, char **argv) {
     if (strcmp(op, "sgemm") == 0)
         return sgemm_peak(latent, threads);
     int runs = argc > 5 ? atoi(argv[5]) : 1;
+    /* BATCH (default 1): generation with guidance runs the UNet on batch 2 */
+    int batch = argc > 6 ? atoi(argv[6]) : 1;
+    if (batch < 1)
+        batch = 1;
     DType storage = DTYPE_F32;
     if (argc > 4 && strcmp(argv[4], "fp16") == 0)
         storage = DTYPE_F16;
@@ -158,7 +171,7 @@ int main(int argc, char **argv) {
     NnContext *ctx = NULL;
     Unet *u = NULL;
     UnetArena *a = NULL;
-    UnetShape shape = {1, latent, latent, 77};
+    UnetShape shape = {batch, latent, latent, 77};
     if (nn_context_create(threads, &ctx, &err) != 0 ||
         (bf16_conv && conv2d_set_algorithm(ctx, CONV2D_ALGO_ONEDNN_BF16, &err) != 0) ||
         unet_create_random(&cfg, storage, 42, &u, &err) != 0 ||
@@ -180,17 +193,23 @@ int main(int argc, char **argv) {
         printf("weights %.1f MiB\n", unet_weight_bytes(u) / 1048576.0);
         return 0;
     }
-    size_t n_lat = (size_t)4 * latent * latent, n_ctx = (size_t)77 * 768;
+    size_t n_lat = (size_t)batch * 4 * latent * latent, n_ctx = (size_t)batch * 77 * 768;
     float *x = malloc(n_lat * sizeof *x), *out = malloc(n_lat * sizeof *x);
     float *dy = malloc(n_lat * sizeof *x), *c = malloc(n_ctx * sizeof *c);
-    float *dc = malloc(n_ctx * sizeof *c), t = 500.0f;
+    float *dc = malloc(n_ctx * sizeof *c), t[64];
+    for (int i = 0; i < 64; i++)
+        t[i] = 500.0f;
+    if (batch > 64) {
+        fprintf(stderr, "bench_unet: batch %d > 64\n", batch);
+        return 2;
+    }
     fill(x, n_lat, 1);
     fill(c, n_ctx, 2);
     fill(dy, n_lat, 3);
-    double best = 1e30;
+    double best = 1e30, cpu_timed = 0;
     for (int r = 0; r <= runs; r++) {
-        double t0 = now();
-        int rc = unet_forward(ctx, u, a, x, &t, c, out, &err);
+        double t0 = now(), c0 = cpu_now();
+        int rc = unet_forward(ctx, u, a, x, t, c, out, &err);
         if (rc == 0 && mode != UNET_INFERENCE)
             rc = unet_backward_input(ctx, u, a, dy, dc, &err);
         if (rc != 0) {
@@ -200,6 +219,8 @@ int main(int argc, char **argv) {
         double dt = now() - t0;
         if ((r > 0 || runs == 0) && dt < best)
             best = dt;
+        if (r > 0 || runs == 0)
+            cpu_timed += cpu_now() - c0;
     }
     double ff = 0, fb = 0;
     for (int k = 0; k < u->block_count; k++)
@@ -209,6 +230,8 @@ int main(int argc, char **argv) {
     unet_arena_block_seconds(a, fs, bs);
     double n = runs + 1;
     printf("seconds %.3f\n", best);
+    /* CPU seconds (all threads) per timed run: steadier than wall time on a busy machine */
+    printf("cpu_seconds %.3f\n", cpu_timed / (runs > 0 ? runs : 1));
     printf("flops %.0f\n", flops);
     printf("arena_mib %.1f\n", unet_arena_bytes(a) / 1048576.0);
     printf("weights_mib %.1f\n", unet_weight_bytes(u) / 1048576.0);

@@ -3,11 +3,13 @@
 #include "generate/pipeline.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "base/log.h"
+#include "base/phase_timer.h"
 #include "generate/text_condition.h"
 
 int gen_model_open(GenModel *m, const GenModelOptions *opts, Error *err) {
@@ -185,20 +187,38 @@ static int denoise(GenModel *m, const GenBatchParams *p, Sampler *s, int n, int 
     float *t = malloc((size_t)(halves * n) * sizeof *t);
     int rc = x_in && out && eps && t ? 0 : error_set(err, "out of memory");
     int calls = sampler_num_model_calls(s);
+    PhaseTimer prof; /* SDTI_PROFILE: time per part of a sampling step */
+    phase_timer_init(&prof, "sampling step");
     for (int i = 0; rc == 0 && i < calls; i++) {
         double t0 = now_seconds();
+        phase_timer_start(&prof);
         for (int h = 0; h < halves; h++)
             sampler_scale_model_input(s, i, x, x_in + (size_t)h * count, count);
         float ts = sampler_timestep(s, i);
         for (int b = 0; b < halves * n; b++)
             t[b] = ts;
+        phase_timer_mark(&prof, "scale_input");
         rc = unet_forward(m->ctx, m->unet, m->arena, x_in, t, hidden, out, err);
+        phase_timer_mark(&prof, "unet");
         if (rc == 0) {
             guide(p, halves, count, out, eps);
+            phase_timer_mark(&prof, "guidance");
             rc = sampler_step(s, i, eps, x, count, &m->rng, err);
+            phase_timer_mark(&prof, "sampler");
         }
         if (rc == 0 && progress)
             progress(user, i, calls, now_seconds() - t0);
+        phase_timer_mark(&prof, "progress");
+        phase_timer_end_run(&prof);
+    }
+    phase_timer_print(&prof);
+    if (prof.on) {
+        double f[4], b[4];
+        unet_arena_block_seconds(m->arena, f, b);
+        fprintf(stderr,
+                "profile unet (all calls on this arena): conv/sampling %.2f s, resnets %.2f s, "
+                "transformers %.2f s\n",
+                f[0], f[1], f[2]);
     }
     free(x_in);
     free(out);
@@ -259,19 +279,27 @@ int gen_pipeline_run(GenModel *m, const GenBatchParams *p, const GenImageSpec *i
     int k = 1;
     float *x = malloc(count * sizeof *x), *scratch = malloc(per_image * sizeof *scratch);
     int rc = x && scratch ? 0 : error_set(err, "out of memory");
+    PhaseTimer prof; /* SDTI_PROFILE: time per part of the batch */
+    phase_timer_init(&prof, "generation batch");
+    phase_timer_start(&prof);
     rc = rc ? rc : sampler_create(&sc, &s, err);
     rc = rc ? rc : encode_text(m, p, items, n, halves, &k, &hidden, err);
+    phase_timer_mark(&prof, "text");
     if (rc == 0) {
         draw_start(m, p, items, n, per_image, x, scratch);
         float sigma = sampler_init_noise_sigma(s);
         for (size_t i = 0; i < count; i++)
             x[i] *= sigma;
+        phase_timer_mark(&prof, "start_noise");
         rc = denoise(m, p, s, n, halves, k, hidden, x, count, progress, user, err);
+        phase_timer_mark(&prof, "denoise");
     }
     if (rc == 0 && final_latents)
         memcpy(final_latents, x, count * sizeof *x);
     if (rc == 0 && rgb)
         rc = decode(m, p, n, x, rgb, err);
+    phase_timer_mark(&prof, "decode");
+    phase_timer_end_run(&prof);
     sampler_free(s);
     free(hidden);
     free(x);

@@ -357,6 +357,8 @@ static int train_loop(Trainer *t, Error *err) {
         rc = dist_any_error(dist_rank() == 0 ? trainer_log_open(t, &log, err) : 0, err);
     if (rc == 0) /* --sample_at_first: kohya's call with epoch 0 before the loop (rank 0) */
         rc = dist_any_error(trainer_sample_images(t, 0, err), err);
+    phase_timer_init(&t->prof, "train step");
+    phase_timer_start(&t->prof);
     for (t->epoch = first_epoch; t->epoch < t->epochs && rc == 0; t->epoch++) {
         end_epoch = t->epoch;
         end_pos = start;
@@ -402,6 +404,7 @@ static int train_loop(Trainer *t, Error *err) {
             rc = rc ? rc : optimizer_update(t, grad, err);
             if (rc != 0)
                 break;
+            phase_timer_mark(&t->prof, "optimizer");
             progress_update(&p, t, false);
             rc = trainer_sample_images(t, -1, err); /* kohya samples before it saves */
             if (rc == 0 && o->has_save_every_n_steps && o->save_every_n_steps > 0 &&
@@ -413,6 +416,8 @@ static int train_loop(Trainer *t, Error *err) {
             if (rc == 0)
                 rc = trainer_log_step(log, t, loss, p.loss_sum / (double)p.loss_count, err);
             rc = dist_any_error(rc, err); /* rank 0's save or log failed: every rank stops */
+            phase_timer_mark(&t->prof, "log+save");
+            phase_timer_end_run(&t->prof);
             if (t->global_step >= t->max_train_steps)
                 break;
         }
@@ -450,6 +455,15 @@ static int train_loop(Trainer *t, Error *err) {
         rc = dist_any_error(rc, err);
     }
     rc = dist_any_error(trainer_log_end(log, rc, err), err);
+    phase_timer_print(&t->prof);
+    if (t->prof.on && t->arena) {
+        double f[4], b[4];
+        unet_arena_block_seconds(t->arena, f, b);
+        fprintf(stderr,
+                "profile unet (sum of all steps): fwd conv/sampling %.2f s, resnets %.2f s, "
+                "transformers %.2f s; bwd %.2f / %.2f / %.2f s\n",
+                f[0], f[1], f[2], b[0], b[1], b[2]);
+    }
     t->perm = NULL;
     free(refs);
     free(perm);

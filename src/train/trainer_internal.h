@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/phase_timer.h"
 #include "base/rng_torch.h"
 #include "cli/train_options.h"
 #include "models/clip_text.h"
@@ -97,6 +98,7 @@ typedef struct Trainer {
     char last_saved[4096];
     struct TrainerReplay *replay; /* --replay (trainer_replay.h), else NULL */
     struct TrainerSample *sample; /* --sample_prompts (trainer_sample.h), else NULL */
+    PhaseTimer prof;              /* SDTI_PROFILE: the step's time per phase */
 } Trainer;
 
 /* trainer_step.c */

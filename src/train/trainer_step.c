@@ -300,6 +300,7 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                        Error *err) {
     const Dataset *ds = &t->datasets[d];
     const size_t *idx;
+    phase_timer_mark(&t->prof, "loop");
     int bsz = (int)dataset_batch_images(ds, batch, &idx);
     if (t->replay) /* --replay: the batch's images come from the file */
         bsz = trainer_replay_images(t, &idx);
@@ -382,6 +383,7 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                               b.noise, b.noisy, b.timesteps, err);
     if (rc == 0 && t->replay) /* --replay: latents, noise and timesteps from the file */
         trainer_replay_draws(t, bsz, per, b.latents, b.noise, b.noisy, b.timesteps);
+    phase_timer_mark(&t->prof, "data+noise");
     *loss = 0;
     if (m == 0) { /* a bucket's last, short batch left this rank nothing */
         step_buffers_free(&b);
@@ -394,13 +396,16 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
     float share = (float)m / (float)bsz;
     if (rc == 0)
         rc = ensure_shapes(t, m, lh, lw, err);
+    phase_timer_mark(&t->prof, "shapes");
     if (rc == 0)
         rc = clip_text_forward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.ids, t->rows,
                                        t->n_vec, b.hidden, err);
+    phase_timer_mark(&t->prof, "text_fwd");
     for (int i = 0; i < m; i++)
         b.tsf[i] = (float)timesteps[i];
     if (rc == 0)
         rc = unet_forward(t->ctx, t->unet, t->arena, noisy, b.tsf, b.hidden, b.pred, err);
+    phase_timer_mark(&t->prof, "unet_fwd");
     float *masks = NULL;
     if (rc == 0)
         rc = batch_masks(t, d, idx, b.samples, lo, m, h, w, &masks, err);
@@ -433,15 +438,19 @@ int trainer_micro_step(Trainer *t, size_t d, size_t batch, float grad_scale, flo
                        "for this step; lower --learning_rate or check the images",
                        isnan(*loss) ? "NaN" : "infinite", (long long)t->global_step + 1,
                        t->epoch + 1);
+    phase_timer_mark(&t->prof, "loss");
     if (rc == 0)
         rc = unet_backward_input(t->ctx, t->unet, t->arena, b.dpred, b.dhidden, err);
+    phase_timer_mark(&t->prof, "unet_bwd");
     ClipRowGrads g = {0};
     if (rc == 0)
         rc = clip_text_backward_chunked(t->ctx, &t->clip, &t->run, m, t->chunks, b.dhidden, &g,
                                         err);
+    phase_timer_mark(&t->prof, "text_bwd");
     if (rc == 0)
         rc = row_grad_acc_add(&t->acc, &g, err);
     clip_row_grads_free(&g);
     step_buffers_free(&b);
+    phase_timer_mark(&t->prof, "grad_acc");
     return rc;
 }
