@@ -2,6 +2,8 @@
 #define _DEFAULT_SOURCE /* madvise's MADV_PAGEOUT */
 #include "models/weight_ref.h"
 
+#include "nn/gemm_half.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -10,10 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__F16C__) || defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 void weight_pool_init(WeightPool *pool, DType storage) {
     memset(pool, 0, sizeof *pool);
@@ -156,42 +154,8 @@ int weight_ref_bindf(WeightRef *w, const TensorSet *set, WeightPool *pool, int o
     return weight_ref_bind(w, set, name, ndim, shape, optional, pool, err);
 }
 
-/* Widening runs once per layer per pass (SD1.5: 860 M values per forward), so it is
- * vectorised and threaded: bf16 is the top half of a float32; f16 uses F16C where the CPU
- * has it. */
-static void widen_bf16(const uint16_t *src, float *dst, size_t n) {
-    size_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16) {
-        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
-        _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(v, 16));
-    }
-#elif defined(__AVX2__)
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(v, 16));
-    }
-#endif
-    for (; i < n; i++) {
-        uint32_t bits = (uint32_t)src[i] << 16;
-        memcpy(dst + i, &bits, 4);
-    }
-}
-
-static void widen_f16(const uint16_t *src, float *dst, size_t n) {
-    size_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
-#endif
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-#endif
-    for (; i < n; i++)
-        dst[i] = f16_to_f32(src[i]);
-}
-
+/* Widening runs once per layer per pass (SD1.5: 860 M values per forward), so it is threaded
+ * here and vectorised in half_widen (shared with the tiled half-weight products). */
 const float *weight_ref_f32(const WeightRef *w, float *scratch) {
     if (!w->data)
         return NULL;
@@ -200,14 +164,10 @@ const float *weight_ref_f32(const WeightRef *w, float *scratch) {
     const uint16_t *src = w->data;
     const size_t chunk = 1 << 16;
     long chunks = (long)((w->numel + chunk - 1) / chunk);
-    int bf16 = w->dtype == DTYPE_BF16;
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (long c = 0; c < chunks; c++) {
         size_t lo = (size_t)c * chunk, len = w->numel - lo < chunk ? w->numel - lo : chunk;
-        if (bf16)
-            widen_bf16(src + lo, scratch + lo, len);
-        else
-            widen_f16(src + lo, scratch + lo, len);
+        half_widen(w->dtype, src + lo, scratch + lo, len);
     }
     return scratch;
 }
