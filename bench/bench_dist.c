@@ -12,11 +12,7 @@
 
 #include "train/dist.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     int used = argc > 1 ? atoi(argv[1]) : 24;
@@ -35,17 +31,17 @@ int main(int argc, char **argv) {
     double t_micro = 0, t_step = 0;
     int rc = 0;
     for (int r = 0; r < repeats + 5 && rc == 0; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         float loss = 1;
         rc = dist_any_error(0, &err);
         rc = rc ? rc : dist_allreduce_sum_floats(&loss, 1, &err);
-        double t1 = now();
+        double t1 = bench_now();
         rc = rc ? rc : dist_allreduce_sum_floats(sizes, (size_t)dist_size(), &err);
         rc = rc ? rc : dist_any_error(0, &err);
         rc = rc ? rc : dist_allreduce_sum_floats(mask, (size_t)ids, &err);
         rc = rc ? rc : dist_any_error(0, &err);
         rc = rc ? rc : dist_allreduce_sum_floats(rows, (size_t)used * width, &err);
-        double t2 = now();
+        double t2 = bench_now();
         if (r >= 5) { /* the first rounds set up the connections */
             t_micro += t1 - t0;
             t_step += t2 - t1;

@@ -17,19 +17,7 @@
 #include "nn/gemm_half.h"
 #include "nn/linear.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fill(float *x, size_t n, unsigned seed) {
-    unsigned long long s = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((s >> 40) / 8388608.0 - 1.0);
-    }
-}
+#include "bench_util.h"
 
 typedef struct Shape {
     const char *name;
@@ -124,10 +112,10 @@ int main(int argc, char **argv) {
         b.y = malloc(sizeof(float) * sh->rows * sh->out), b.wide = malloc(sizeof(float) * nw);
         b.bias = malloc(sizeof(float) * sh->out);
         b.wh = malloc(2 * nw);
-        fill(b.x, (size_t)sh->rows * sh->in, 1);
-        fill(b.w, nw, 2);
-        fill(b.bias, sh->out, 3);
-        fill(b.y, (size_t)sh->rows * sh->out, 4);
+        bench_fill(b.x, (size_t)sh->rows * sh->in, 1);
+        bench_fill(b.w, nw, 2);
+        bench_fill(b.bias, sh->out, 3);
+        bench_fill(b.y, (size_t)sh->rows * sh->out, 4);
         dtype_convert_from_f32(bt, b.w, b.wh, nw);
         dtype_convert_to_f32(bt, b.wh, b.w, nw); /* the same values in both storages */
         double best[2][VARIANTS], cpu[2][VARIANTS];
@@ -140,13 +128,13 @@ int main(int argc, char **argv) {
         for (int r = 0; r <= runs; r++)
             for (int d = 0; d < 2; d++)
                 for (int v = 0; v < VARIANTS; v++) {
-                    double t0 = now(), c0 = cpu_now();
+                    double t0 = bench_now(), c0 = cpu_now();
                     for (int i = 0; i < reps; i++)
                         if (run(ctx, sh, &b, bt, v, d, &tiles, &chunked, &err)) {
                             fprintf(stderr, "bench_linear_half: %s\n", err.message);
                             return 1;
                         }
-                    double dt = (now() - t0) / reps, dc = (cpu_now() - c0) / reps;
+                    double dt = (bench_now() - t0) / reps, dc = (cpu_now() - c0) / reps;
                     if (r > 0 && dt < best[d][v])
                         best[d][v] = dt;
                     if (r > 0 && dc < cpu[d][v])

@@ -22,25 +22,13 @@
 #include "models/unet_internal.h"
 #include "nn/conv2d.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench_util.h"
 
 static double cpu_now(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
            ru.ru_stime.tv_usec * 1e-6;
-}
-
-static void fill(float *x, size_t n, unsigned seed) {
-    unsigned long long s = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((s >> 40) / 8388608.0 - 1.0); /* uniform in [-1, 1) */
-    }
 }
 
 /* FLOPs of a block's forward, and of its input-gradient backward as sdti runs it (the
@@ -100,13 +88,13 @@ static int sgemm_peak(int n, int threads) {
     }
     size_t nn = (size_t)n * n;
     float *a = malloc(nn * sizeof *a), *b = malloc(nn * sizeof *b), *c = malloc(nn * sizeof *c);
-    fill(a, nn, 1);
-    fill(b, nn, 2);
+    bench_fill(a, nn, 1);
+    bench_fill(b, nn, 2);
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best)
             best = dt;
     }
@@ -203,12 +191,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_unet: batch %d > 64\n", batch);
         return 2;
     }
-    fill(x, n_lat, 1);
-    fill(c, n_ctx, 2);
-    fill(dy, n_lat, 3);
+    bench_fill(x, n_lat, 1);
+    bench_fill(c, n_ctx, 2);
+    bench_fill(dy, n_lat, 3);
     double best = 1e30, cpu_timed = 0;
     for (int r = 0; r <= runs; r++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = bench_now(), c0 = cpu_now();
         int rc = unet_forward(ctx, u, a, x, t, c, out, &err);
         if (rc == 0 && mode != UNET_INFERENCE)
             rc = unet_backward_input(ctx, u, a, dy, dc, &err);
@@ -216,7 +204,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_unet: %s\n", err.message);
             return 1;
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if ((r > 0 || runs == 0) && dt < best)
             best = dt;
         if (r > 0 || runs == 0)

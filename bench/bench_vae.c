@@ -12,19 +12,7 @@
 
 #include "models/vae.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fill(float *x, size_t n, unsigned seed) {
-    unsigned long long s = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((s >> 40) / 8388608.0 - 1.0); /* uniform in [-1, 1) */
-    }
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[1], "encode") != 0 && strcmp(argv[1], "decode") != 0)) {
@@ -69,18 +57,18 @@ int main(int argc, char **argv) {
                        : vae_decode_workspace_floats(&vae, lat, lat);
     fprintf(stderr, "bench_vae %s %d: weights %.1f MiB (%s), workspace %.1f MiB\n", argv[1], size,
             vae.pool.bytes / 1048576.0, dtype_display_name(storage), ws * 4 / 1048576.0);
-    double t0 = now();
+    double t0 = bench_now();
     int rc;
     if (encode) {
-        fill(image, n_img, 1);
-        t0 = now();
+        bench_fill(image, n_img, 1);
+        t0 = bench_now();
         rc = vae_encode(ctx, &vae, 1, img, img, image, mean, logvar, NULL, &err);
     } else {
-        fill(mean, n_lat, 2);
-        t0 = now();
+        bench_fill(mean, n_lat, 2);
+        t0 = bench_now();
         rc = vae_decode(ctx, &vae, 1, lat, lat, mean, image, NULL, &err);
     }
-    double t = now() - t0;
+    double t = bench_now() - t0;
     if (rc != 0) {
         fprintf(stderr, "bench_vae: %s\n", err.message);
         return 1;
