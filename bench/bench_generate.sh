@@ -62,7 +62,7 @@ sed -n 's/^profile //p' "$tmp/err" >"$tmp/profile" # the larger run's breakdown
 read -r s_torch m_torch < <(per_step run_torch)
 printf '%-22s %10s %10s\n' engine "s/step" "peak MiB"
 printf '%-22s %10s %10s\n' sdti "$s_sdti" "$m_sdti" diffusers "$s_torch" "$m_torch"
-if [ -x "$sdpy" ]; then
+if [ -x "$sdpy" ] && [ "${SDTI_BENCH_SDCPP:-1}" != 0 ]; then # SDTI_BENCH_SDCPP=0 skips it
   read -r s_cpp m_cpp < <(per_step run_sdcpp)
   printf '%-22s %10s %10s\n' stable-diffusion.cpp "$s_cpp" "$m_cpp"
 fi
