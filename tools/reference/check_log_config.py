@@ -23,6 +23,8 @@ from unittest import mock
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import metadata as hp
 
+from check_tensorboard_log import write_tiny_dataset
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
@@ -68,13 +70,7 @@ def main():
     kohya, extra = sys.argv[1], sys.argv[2:]
     sdti = os.environ.get("SDTI_BIN", os.path.join(ROOT, "build", "sdti"))
     with tempfile.TemporaryDirectory() as tmp:
-        images = os.path.join(tmp, "train", "1_mytok")
-        os.makedirs(images)
-        from PIL import Image
-        for i in range(3):
-            Image.new("RGB", (64, 64), (40 * i, 120, 200 - 30 * i)).save(f"{images}/img{i}.png")
-            with open(f"{images}/img{i}.txt", "w") as f:
-                f.write("a photo of mytok")
+        write_tiny_dataset(os.path.join(tmp, "train", "1_mytok"))
         logs = os.path.join(tmp, "logs")
         argv = ["--pretrained_model_name_or_path",
                 os.path.join(ROOT, "tests/fixtures/models/sd1-tiny/ldm.safetensors"),

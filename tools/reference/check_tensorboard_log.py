@@ -114,15 +114,19 @@ def check_hparams(run, expect=None):
     return failures
 
 
-def train_tiny(tmp):
-    sdti = os.environ.get("SDTI_BIN", os.path.join(ROOT, "build", "sdti"))
-    images = os.path.join(tmp, "train", "2_mytok")
+def write_tiny_dataset(images):
+    """Three flat 64x64 images captioned with the token "mytok" in the folder `images`."""
     os.makedirs(images)
     from PIL import Image
     for i in range(3):
         Image.new("RGB", (64, 64), (40 * i, 120, 200 - 30 * i)).save(f"{images}/img{i}.png")
         with open(f"{images}/img{i}.txt", "w") as f:
             f.write("a photo of mytok")
+
+
+def train_tiny(tmp):
+    sdti = os.environ.get("SDTI_BIN", os.path.join(ROOT, "build", "sdti"))
+    write_tiny_dataset(os.path.join(tmp, "train", "2_mytok"))
     logs = os.path.join(tmp, "logs")
     subprocess.run([sdti, "train", "--pretrained_model_name_or_path",
                     os.path.join(ROOT, "tests/fixtures/models/sd1-tiny/ldm.safetensors"),
